@@ -1,0 +1,69 @@
+"""Acceptance profiler: per-position draft acceptance for (target, draft, gamma) on a task.
+
+Read from the engine's own speculative-decoding counters, as deltas around the run, while
+sampling the task's prompts at the temperature the study will use.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from profilers.engine import Engine, SamplingConfig
+from profilers.pool import model_name
+from profilers.progress import ProgressReporter, SilentProgress
+from profilers.tasks.base import Task
+from storage import AcceptanceRecord, ProfileStore, UserInputError
+
+PROMPTS_PER_BATCH = 16
+
+
+def profile_acceptance(
+    engine: Engine,
+    store: ProfileStore,
+    task: Task,
+    *,
+    questions: int = 64,
+    branches: int = 4,
+    temperature: float = 1.0,
+    max_tokens: int = 96,
+    split: str = "heldout",
+    seed: int = 0,
+    progress: ProgressReporter | None = None,
+) -> AcceptanceRecord:
+    """Sample `branches` answers to `questions` prompts and store the acceptance counters."""
+    if engine.speculative is None:
+        raise UserInputError("acceptance needs a draft: pass --draft PATH and --gamma N")
+    if questions < 1 or branches < 1:
+        raise UserInputError("--questions and --branches must be at least 1")
+    progress = progress or SilentProgress()
+    prompts = [task.build_prompt(q) for q in task.load_questions(split, questions)]
+    progress.start(f"acceptance {model_name(engine.model)} <- "
+                   f"{model_name(engine.speculative.draft_model)} gamma="
+                   f"{engine.speculative.num_speculative_tokens}", len(prompts))
+    before = engine.speculative_counters()
+    for start in range(0, len(prompts), PROMPTS_PER_BATCH):
+        chunk = prompts[start : start + PROMPTS_PER_BATCH]
+        sampling = SamplingConfig(n=branches, temperature=temperature, max_tokens=max_tokens,
+                                  seed=seed + start)
+        engine.generate(chunk, sampling)
+        progress.advance(len(chunk))
+    delta = engine.speculative_counters() - before
+    hardware = engine.hardware()
+    store.upsert_hardware(hardware)
+    gamma = engine.speculative.num_speculative_tokens
+    record = AcceptanceRecord(
+        hardware_fingerprint=hardware.fingerprint,
+        engine_version=engine.engine_version(),
+        target=model_name(engine.model),
+        draft=model_name(engine.speculative.draft_model),
+        gamma=gamma,
+        task=task.name,
+        temperature=temperature,
+        num_drafts=delta.num_drafts,
+        num_draft_tokens=delta.num_draft_tokens,
+        num_accepted_tokens=delta.num_accepted_tokens,
+        accepted_per_position=tuple(delta.accepted_per_position[:gamma]),
+        measured_at=datetime.now(UTC),
+    )
+    store.add_acceptance(record)
+    return record

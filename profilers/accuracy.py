@@ -1,0 +1,83 @@
+"""Accuracy profiler: K sampled answers per question, each graded, with its token count.
+
+Speculative decoding is lossless, so samples are drawn without a draft. Each question's K
+samples are written in one transaction, so an interrupt never leaves half a question and
+a rerun skips the questions already stored.
+"""
+
+from __future__ import annotations
+
+from profilers.engine import Engine, GenerationResult, SamplingConfig
+from profilers.pool import model_name
+from profilers.progress import ProgressReporter, SilentProgress
+from profilers.tasks.base import Question, Task
+from storage import AccuracySample, HardwareRecord, ProfileStore, UserInputError
+
+QUESTIONS_PER_BATCH = 25
+
+
+def _samples_of(question: Question, result: GenerationResult, task: Task, model: str,
+                hardware: HardwareRecord, engine_version: str, split: str,
+                sampling: SamplingConfig) -> list[AccuracySample]:
+    samples = []
+    for index, branch in enumerate(result.branches):
+        answer = task.extract_answer(branch.text)
+        samples.append(AccuracySample(
+            hardware_fingerprint=hardware.fingerprint,
+            engine_version=engine_version,
+            model=model,
+            task=task.name,
+            split=split,
+            question_id=question.question_id,
+            sample_index=index,
+            temperature=sampling.temperature,
+            max_tokens=sampling.max_tokens,
+            answer=answer,
+            correct=task.grade(question, answer),
+            generated_tokens=branch.generated_tokens,
+            prompt_tokens=result.prompt_tokens,
+            finish_reason=branch.finish_reason or "unknown",
+        ))
+    return samples
+
+
+def profile_accuracy(
+    engine: Engine,
+    store: ProfileStore,
+    task: Task,
+    *,
+    questions: int = 200,
+    samples_per_question: int = 16,
+    temperature: float = 1.0,
+    max_tokens: int = 96,
+    split: str = "heldout",
+    seed: int = 0,
+    progress: ProgressReporter | None = None,
+) -> int:
+    """Sample K answers for each question not yet stored; return how many were measured."""
+    if samples_per_question < 1:
+        raise UserInputError("K (--samples) must be at least 1, and at least the largest "
+                             "branch count you want to search")
+    if questions < 1:
+        raise UserInputError("--questions must be at least 1")
+    if engine.speculative is not None:
+        raise UserInputError("accuracy is profiled without a draft (speculative decoding "
+                             "does not change answers); drop --draft")
+    progress = progress or SilentProgress()
+    hardware, version = engine.hardware(), engine.engine_version()
+    store.upsert_hardware(hardware)
+    model = model_name(engine.model)
+    done = store.accuracy_question_ids(hardware.fingerprint, version, model, task.name,
+                                       temperature)
+    pending = [q for q in task.load_questions(split, questions) if q.question_id not in done]
+    progress.start(f"accuracy {model} K={samples_per_question} T={temperature}", len(pending))
+    sampling = SamplingConfig(n=samples_per_question, temperature=temperature,
+                              max_tokens=max_tokens, seed=seed)
+    for start in range(0, len(pending), QUESTIONS_PER_BATCH):
+        chunk = pending[start : start + QUESTIONS_PER_BATCH]
+        results = engine.generate([task.build_prompt(q) for q in chunk], sampling)
+        for question, result in zip(chunk, results, strict=True):
+            store.add_accuracy_samples(_samples_of(question, result, task, model, hardware,
+                                                   version, split, sampling))
+            progress.advance()
+    return len(pending)

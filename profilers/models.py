@@ -1,0 +1,44 @@
+"""Describe a model directory (parameters, size, vocabulary) without loading its weights."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from profilers.pool import model_name
+from storage import ModelRecord, UserInputError
+
+
+def _safetensors_parameters(path: Path) -> int:
+    """Count parameters from a safetensors header (8-byte length, then JSON)."""
+    with path.open("rb") as handle:
+        (header_length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(header_length))
+    count = 0
+    for name, tensor in header.items():
+        if name == "__metadata__":
+            continue
+        size = 1
+        for dimension in tensor["shape"]:
+            size *= dimension
+        count += size
+    return count
+
+
+def read_model_record(path: str, role: str) -> ModelRecord:
+    """Return the ModelRecord of a local model directory written by save_pretrained."""
+    directory = Path(path).expanduser()
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise UserInputError(f"model path '{path}' is not a model directory (no config.json)")
+    config = json.loads(config_file.read_text())
+    weights = sorted(directory.glob("*.safetensors"))
+    return ModelRecord(
+        name=model_name(str(directory)),
+        path=path,  # as the user gave it: a preset deploys the same reference
+        role=role,
+        parameter_count=sum(_safetensors_parameters(file) for file in weights),
+        size_bytes=sum(file.stat().st_size for file in weights),
+        vocab_size=int(config.get("vocab_size", 0)),
+    )

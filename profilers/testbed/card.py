@@ -1,0 +1,222 @@
+"""Profile the whole testbed family on the real engine and write its card.
+
+`profile_testbed` measures everything the tuner needs (decode cost with and without the
+draft at each gamma, acceptance, accuracy); `render_card` turns the stored profile into
+studies/testbed/CARD.md, checking the bounds the family must meet.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+
+from profilers.acceptance import profile_acceptance
+from profilers.accuracy import profile_accuracy
+from profilers.decode import DecodeGrid, profile_decode
+from profilers.engine import SpeculativeConfig
+from profilers.models import read_model_record
+from profilers.pool import EnginePool
+from profilers.progress import ProgressReporter
+from profilers.tasks.arithmetic import ArithmeticTask
+from profilers.testbed.family import FAMILY, model_dir
+from profilers.voting import majority_vote
+from storage import ProfileSet, ProfileStore
+
+
+@dataclass(frozen=True)
+class TestbedSettings:
+    """What the shipped testbed profile measures (the study searches within it)."""
+
+    __test__ = False  # not a pytest class
+
+    temperature: float = 0.8
+    max_tokens: int = 96
+    questions: int = 200
+    samples_per_question: int = 16
+    acceptance_questions: int = 64
+    gammas: tuple[int, ...] = (1, 2, 3, 4)
+    grid: DecodeGrid = DecodeGrid()
+    max_model_len: int = 128
+
+
+def relative_model_path(name: str) -> str:
+    """Model paths are stored relative to the repository root, so presets work on a clone."""
+    return f"studies/testbed/models/{name}"
+
+
+def profile_testbed(store: ProfileStore, pool: EnginePool, settings: TestbedSettings,
+                    progress: ProgressReporter | None = None) -> None:
+    """Measure every testbed model; resumable (stored points and questions are skipped)."""
+    task = ArithmeticTask()
+    drafts = [size.name for size in FAMILY if size.role == "draft"]
+    for size in FAMILY:
+        record = read_model_record(str(model_dir(size.name)), size.role)
+        store.upsert_model(_with_relative_path(record))
+    for size in FAMILY:
+        engine = pool.get(str(model_dir(size.name)))
+        profile_decode(engine, store, settings.grid, progress)
+        profile_accuracy(engine, store, task, questions=settings.questions,
+                         samples_per_question=settings.samples_per_question,
+                         temperature=settings.temperature, max_tokens=settings.max_tokens,
+                         progress=progress)
+    for size in (size for size in FAMILY if size.role == "target"):
+        for draft in drafts:
+            for gamma in settings.gammas:
+                speculative = SpeculativeConfig(str(model_dir(draft)), gamma)
+                engine = pool.get(str(model_dir(size.name)), speculative)
+                profile_decode(engine, store, settings.grid, progress)
+                profile_acceptance(engine, store, task, questions=settings.acceptance_questions,
+                                   temperature=settings.temperature,
+                                   max_tokens=settings.max_tokens, progress=progress)
+
+
+def _with_relative_path(record):
+    from dataclasses import replace
+
+    return replace(record, path=relative_model_path(record.name))
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    role: str
+    parameters: int
+    size_bytes: int
+    accuracy_at_1: float
+    majority_at_8: float
+    step_ms_batch_1: float
+    step_ms_batch_16: float
+    questions: int
+
+
+def _accuracy(profile: ProfileSet, model: str) -> tuple[float, float, int]:
+    """accuracy@1 over all samples; maj@8 averaged over disjoint groups of 8 samples."""
+    by_question: dict[str, list] = defaultdict(list)
+    for sample in profile.accuracy:
+        if sample.model == model:
+            by_question[sample.question_id].append(sample)
+    accuracy_at_1 = statistics.mean(s.correct for q in by_question.values() for s in q)
+    group_scores = []
+    for samples in by_question.values():
+        samples.sort(key=lambda sample: sample.sample_index)
+        correct_answers = {s.answer for s in samples if s.correct}
+        for start in range(0, len(samples) - 7, 8):
+            group = samples[start : start + 8]
+            vote = majority_vote([s.answer for s in group], [s.generated_tokens for s in group])
+            group_scores.append(vote is not None and vote in correct_answers)
+    return accuracy_at_1, statistics.mean(group_scores), len(by_question)
+
+
+def _step_ms(profile: ProfileSet, model: str, batch_size: int, context_tokens: int) -> float:
+    medians = [
+        point.seconds_median for point in profile.cost_points
+        if point.model == model and point.draft is None and point.phase == "decode"
+        and point.batch_size == batch_size and point.context_tokens == context_tokens
+        and point.status == "ok"
+    ]
+    return 1e3 * medians[0] if medians else float("nan")
+
+
+def model_cards(profile: ProfileSet, context_tokens: int) -> list[ModelCard]:
+    """Measured figures of every testbed model, in family order."""
+    by_name = {record.name: record for record in profile.models}
+    cards = []
+    for size in FAMILY:
+        record = by_name[size.name]
+        accuracy_at_1, majority_at_8, questions = _accuracy(profile, size.name)
+        cards.append(ModelCard(
+            size.name, size.role, record.parameter_count, record.size_bytes, accuracy_at_1,
+            majority_at_8, _step_ms(profile, size.name, 1, context_tokens),
+            _step_ms(profile, size.name, 16, context_tokens), questions,
+        ))
+    return cards
+
+
+def acceptance_rows(profile: ProfileSet) -> list[tuple[str, str, int, tuple[float, ...], float]]:
+    """(target, draft, gamma, per-position rates, mean accepted length) per record."""
+    rows = []
+    for record in sorted(profile.acceptance, key=lambda r: (r.target, r.draft, r.gamma)):
+        rates = record.position_rates()
+        rows.append((record.target, record.draft, record.gamma, rates, 1 + sum(rates)))
+    return rows
+
+
+def check_bounds(cards: list[ModelCard], profile: ProfileSet) -> list[tuple[str, bool, str]]:
+    """The bounds the family must meet, each with the measured figures."""
+    targets = [card for card in cards if card.role == "target"]
+    draft = next(card for card in cards if card.role == "draft")
+    largest = targets[-1]
+    accuracies = [card.accuracy_at_1 for card in targets]
+    first_rates = [r.position_rates()[0] for r in profile.acceptance
+                   if r.target == largest.name and r.draft == draft.name and r.num_drafts]
+    first_rate = statistics.mean(first_rates) if first_rates else float("nan")
+    ratio = largest.step_ms_batch_1 / draft.step_ms_batch_1
+    return [
+        ("accuracy@1 strictly increases with size",
+         all(a < b for a, b in zip(accuracies, accuracies[1:], strict=False)),
+         " < ".join(f"{a:.3f}" for a in accuracies)),
+        ("smallest target below 80%, largest above",
+         accuracies[0] < 0.8 < accuracies[-1], f"{accuracies[0]:.3f}, {accuracies[-1]:.3f}"),
+        ("maj@8 beats accuracy@1 for every target",
+         all(card.majority_at_8 > card.accuracy_at_1 for card in targets),
+         ", ".join(f"{c.name} {c.majority_at_8:.3f} > {c.accuracy_at_1:.3f}" for c in targets)),
+        ("draft first-position acceptance for the largest target in [0.4, 0.95]",
+         0.4 <= first_rate <= 0.95, f"{first_rate:.3f} (mean over gamma)"),
+        ("largest target step >= 2x draft step at batch 1",
+         ratio >= 2.0, f"{ratio:.2f}x"),
+        ("weights under 40 MB in all",
+         sum(card.size_bytes for card in cards) < 40e6,
+         f"{sum(card.size_bytes for card in cards) / 1e6:.2f} MB"),
+    ]
+
+
+def render_card(profile: ProfileSet, settings: TestbedSettings, training: dict | None) -> str:
+    """Return CARD.md: every figure read from the measured profile."""
+    context = settings.grid.context_tokens(settings.grid.prompt_tokens[len(settings.grid.prompt_tokens) // 2])
+    cards = model_cards(profile, context)
+    hardware = profile.hardware
+    lines = [
+        "# Testbed model family",
+        "",
+        "Llama-architecture models trained by `latts-tune testbed train` on the chained-"
+        "arithmetic task (`profilers/tasks/arithmetic.py`), one shared character tokenizer.",
+        "Every figure below is measured on the real vLLM engine and regenerated by",
+        "`latts-tune testbed card` (which also writes `studies/testbed/profile.json.gz`).",
+        "",
+        f"- machine: {hardware.cpu_model}, {hardware.cpu_cores} cores, "
+        f"{hardware.memory_gib} GiB (fingerprint `{hardware.fingerprint}`)",
+        f"- engine: {profile.engine_version}",
+        f"- accuracy: {cards[0].questions} held-out questions, "
+        f"{settings.samples_per_question} samples each, temperature {settings.temperature}, "
+        f"max {settings.max_tokens} tokens",
+        f"- decode: engine-measured ms per step, context {context} tokens, median of "
+        f"{settings.grid.repeats} repeats",
+        "",
+        "| model | role | parameters | size (KB) | accuracy@1 | maj@8 | ms/step B=1 | ms/step B=16 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for card in cards:
+        lines.append(
+            f"| {card.name} | {card.role} | {card.parameters:,} | {card.size_bytes / 1e3:.0f} "
+            f"| {card.accuracy_at_1:.3f} | {card.majority_at_8:.3f} "
+            f"| {card.step_ms_batch_1:.2f} | {card.step_ms_batch_16:.2f} |"
+        )
+    lines += ["", "## Draft acceptance per position", "",
+              "P(first k drafts accepted), from vLLM's speculative-decoding counters.", "",
+              "| target | draft | gamma | per position | mean accepted length |",
+              "|---|---|---:|---|---:|"]
+    for target, draft, gamma, rates, mean_length in acceptance_rows(profile):
+        per_position = ", ".join(f"{rate:.3f}" for rate in rates)
+        lines.append(f"| {target} | {draft} | {gamma} | {per_position} | {mean_length:.2f} |")
+    lines += ["", "## Bounds", "", "| bound | holds | measured |", "|---|---|---|"]
+    for bound, holds, measured in check_bounds(cards, profile):
+        lines.append(f"| {bound} | {'yes' if holds else 'NO'} | {measured} |")
+    if training:
+        lines += ["", "## Training", "",
+                  f"`{training['command']}`: {training['seconds']:.0f} s on "
+                  f"{training['machine']} (seed {training['seed']}).", "",
+                  "| model | steps | final loss |", "|---|---:|---:|"]
+        for name, run in training["models"].items():
+            lines.append(f"| {name} | {run['steps']} | {run['final_loss']:.4f} |")
+    return "\n".join(lines) + "\n"

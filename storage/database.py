@@ -1,0 +1,149 @@
+"""Database URLs, the engine and the one session helper that owns commit/rollback/close."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.errors import StorageError, StorageUnavailable
+from storage.schema import Base
+
+logger = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+URL_HINT = "use a file path or a URL like sqlite:///latts-tune.db or postgresql://user@host/db"
+
+
+def resolve_url(text: str) -> str:
+    """A plain file path becomes `sqlite:///<absolute path>`; a URL is validated and kept.
+
+    Raises StorageUnavailable (with a fix) for a malformed URL or an unknown backend.
+    """
+    if not text.strip():
+        raise StorageUnavailable(f"empty database URL; {URL_HINT}")
+    if "://" not in text:
+        return f"sqlite:///{Path(text).expanduser().resolve()}"
+    try:
+        make_url(text).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)  # hide a password
+        raise StorageUnavailable(f"invalid database URL {shown!r}: {_first_line(error)}; "
+                                 f"{URL_HINT}") from error
+    return text
+
+
+class Database:
+    """An open database holding our tables (created if missing); use `.session()` to work."""
+
+    def __init__(self, url: str) -> None:
+        self.url = resolve_url(url)
+        self._parsed = make_url(self.url)
+        self._engine = _create_engine(self._parsed)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        try:
+            Base.metadata.create_all(self._engine)
+        except SQLAlchemyError as error:
+            self._engine.dispose()
+            raise StorageUnavailable(f"cannot open database {self.display_url!r}: "
+                                     f"{_detail(error)}; check the --storage URL") from error
+        logger.debug("opened database %s", self.display_url)
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password hidden, for messages."""
+        return self._parsed.render_as_string(hide_password=True)
+
+    @property
+    def dialect_name(self) -> str:
+        return self._engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session committed on success, rolled back on error, always closed.
+
+        SQLAlchemy errors become StorageUnavailable (connection, locking, read-only) or
+        StorageError (anything else).
+        """
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as error:
+            session.rollback()
+            raise self._translate(error) from error
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Database({self.display_url!r})"
+
+    def _translate(self, error: SQLAlchemyError) -> Exception:
+        if isinstance(error, OperationalError | InterfaceError):
+            return StorageUnavailable(
+                f"database {self.display_url!r} is unavailable: {_detail(error)}; check the "
+                "--storage URL, that the server is up and that the database is writable"
+            )
+        detail = _detail(error)
+        if "foreign key" in detail.lower():
+            detail += " (store a measurement's hardware and models before it)"
+        return StorageError(f"database operation failed on {self.display_url!r}: {detail}")
+
+
+def _create_engine(url: URL) -> Engine:
+    is_sqlite = url.get_backend_name() == "sqlite"
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S} if is_sqlite else {}
+    try:
+        engine = create_engine(url, connect_args=connect_args, pool_pre_ping=not is_sqlite)
+    except ImportError as error:
+        display_url = url.render_as_string(hide_password=True)
+        raise StorageUnavailable(
+            f"cannot open database {display_url!r}: database driver not installed "
+            f"({_first_line(error)}); install it (e.g. pip install 'psycopg[binary]') or name "
+            "an installed driver in the URL (e.g. postgresql+psycopg://...)"
+        ) from error
+    if is_sqlite:
+        event.listen(engine, "connect", _enable_sqlite_foreign_keys)
+    return engine
+
+
+def _enable_sqlite_foreign_keys(dbapi_connection, connection_record) -> None:
+    # SQLite ignores foreign keys unless asked per connection; PostgreSQL always checks.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _detail(error: SQLAlchemyError) -> str:
+    return _first_line(getattr(error, "orig", None) or error)
+
+
+def _first_line(error: object) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

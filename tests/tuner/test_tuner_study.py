@@ -1,0 +1,147 @@
+"""The Optuna study finds the simulator's exhaustive optimum and stores real trials."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+from tuner_synthetic import family_profile
+
+from storage.errors import UserInputError
+from tuner import study as study_module
+from tuner.durations import format_duration
+from tuner.simulator import LatencyObjective, Simulator
+from tuner.space import build_space
+from tuner.spec import StudySpec
+from tuner.study import (
+    NoFeasibleConfiguration,
+    StudySettings,
+    exhaustive_optimum,
+    frontier,
+    run_study,
+)
+
+SPEC = StudySpec(name="fam", task="arithmetic")
+LATENCY = LatencyObjective()
+
+
+@pytest.fixture(scope="module")
+def world():
+    profile = family_profile(questions=30, k=8)
+    return profile, build_space(profile, SPEC), Simulator(profile, SPEC.task)
+
+
+@pytest.fixture
+def url(tmp_path):
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+def latencies(world):
+    _, space, simulator = world
+    return np.array([simulator.score(c, LATENCY).latency_s for c in space.configurations()])
+
+
+def deadlines(world, count: int) -> list[float]:
+    spread = latencies(world)
+    return list(np.linspace(spread.min() * 1.001, spread.max() * 1.01, count))
+
+
+def settings_for(world, deadline_s, latency=LATENCY):
+    return StudySettings.create(SPEC, world[0], deadline_s, latency)
+
+
+def test_best_trial_is_the_exhaustive_optimum(world, url):
+    profile, space, simulator = world
+    for deadline_s in deadlines(world, 6):
+        outcome = run_study(url, space, simulator, settings_for(world, deadline_s))
+        optimum = exhaustive_optimum(space, simulator, deadline_s, LATENCY)
+        assert outcome.best.configuration == optimum.configuration
+        assert outcome.best.accuracy == optimum.accuracy
+        assert outcome.best.latency_s <= deadline_s
+        assert outcome.exhaustive and outcome.trials == len(space)
+
+
+def test_runner_ups_are_best_of_their_kind(world, url):
+    _, space, simulator = world
+    deadline_s = deadlines(world, 3)[1]
+    outcome = run_study(url, space, simulator, settings_for(world, deadline_s))
+    results = [simulator.score(c, LATENCY) for c in space.configurations()]
+    plain = [r for r in results if r.configuration.draft is None and r.latency_s <= deadline_s]
+    single = [r for r in results if r.configuration.branches == 1 and r.latency_s <= deadline_s]
+    assert outcome.no_speculation.accuracy == max(r.accuracy for r in plain)
+    assert outcome.no_speculation.configuration.draft is None
+    assert outcome.single_branch.accuracy == max(r.accuracy for r in single)
+    assert outcome.single_branch.configuration.branches == 1
+
+
+def test_rerun_reuses_the_study(world, url):
+    _, space, simulator = world
+    deadline_s = deadlines(world, 3)[1]
+    first = run_study(url, space, simulator, settings_for(world, deadline_s))
+    second = run_study(url, space, simulator, settings_for(world, deadline_s))
+    assert first.new_trials == len(space) and second.new_trials == 0
+    assert first.study_name == second.study_name
+    assert second.best == first.best
+
+
+def test_trials_hold_predictions_and_latency_constraint(world, url):
+    _, space, simulator = world
+    deadline_s = deadlines(world, 3)[1]
+    outcome = run_study(url, space, simulator, settings_for(world, deadline_s))
+    stored = optuna.load_study(study_name=outcome.study_name, storage=url)
+    for trial in stored.trials:
+        assert trial.value == trial.user_attrs["accuracy"]
+        assert trial.constraints["latency"] == pytest.approx(
+            trial.user_attrs["latency_s"] - deadline_s)
+    assert stored.best_trial.user_attrs["accuracy"] == outcome.best.accuracy
+
+
+def test_same_name_with_other_settings_is_refused(world, url):
+    _, space, simulator = world
+    run_study(url, space, simulator, settings_for(world, 5.0), study_name="s")
+    with pytest.raises(UserInputError, match="exists with different deadline_s"):
+        run_study(url, space, simulator, settings_for(world, 6.0), study_name="s")
+
+
+def test_no_feasible_configuration_names_the_fastest(world, url):
+    _, space, simulator = world
+    results = [simulator.score(c, LATENCY) for c in space.configurations()]
+    fastest = min(results, key=lambda r: r.latency_s)
+    deadline_s = fastest.latency_s / 2
+    with pytest.raises(NoFeasibleConfiguration) as caught:
+        run_study(url, space, simulator, settings_for(world, deadline_s))
+    assert str(caught.value) == (
+        f"no configuration meets the {format_duration(deadline_s)} deadline; the fastest is "
+        f"{fastest.configuration.label()} with p90 latency "
+        f"{format_duration(fastest.latency_s)}; allow at least that much"
+    )
+
+
+def test_cutoff_study_matches_exhaustive_optimum(world, url):
+    _, space, simulator = world
+    latency = LatencyObjective(cutoff=True)
+    deadline_s = deadlines(world, 3)[0]
+    outcome = run_study(url, space, simulator, settings_for(world, deadline_s, latency))
+    optimum = exhaustive_optimum(space, simulator, deadline_s, latency)
+    assert outcome.best.configuration == optimum.configuration
+    assert outcome.study_name.endswith("-q0.9-cutoff")
+
+
+def test_tpe_search_for_large_spaces_returns_a_feasible_best(world, url, monkeypatch):
+    _, space, simulator = world
+    monkeypatch.setattr(study_module, "ENUMERATION_LIMIT", 0)
+    deadline_s = deadlines(world, 3)[1]
+    outcome = run_study(url, space, simulator, settings_for(world, deadline_s), max_trials=30)
+    assert not outcome.exhaustive
+    assert outcome.best.latency_s <= deadline_s
+    assert outcome.trials <= 30
+
+
+def test_frontier_accuracy_never_drops_as_the_deadline_grows(world):
+    _, space, simulator = world
+    points = frontier(space, simulator, deadlines(world, 8), LATENCY)
+    accuracies = [p.best.accuracy for p in points]
+    assert accuracies == sorted(accuracies)
+    assert not points[0].changed
+    for before, after in zip(points, points[1:], strict=False):
+        assert after.changed == (after.best.configuration != before.best.configuration)

@@ -1,0 +1,69 @@
+"""Pieces the CLI commands share: parameter types, opening the store, engines, Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import click
+
+from storage import Database, ProfileStore
+
+
+class IntList(click.ParamType):
+    """A comma-separated list of integers, each at least `min_value` (e.g. ``1,2,4,8``)."""
+
+    name = "int-list"
+
+    def __init__(self, min_value: int = 0) -> None:
+        self.min_value = min_value
+
+    def convert(self, value, param, ctx) -> list[int]:
+        if isinstance(value, list):
+            return value
+        try:
+            numbers = [int(part) for part in str(value).split(",") if part.strip()]
+        except ValueError:
+            self.fail(f"'{value}' is not a comma-separated list of integers, e.g. 1,2,4", param,
+                      ctx)
+        if not numbers:
+            self.fail("give at least one value, e.g. 1,2,4", param, ctx)
+        too_small = [number for number in numbers if number < self.min_value]
+        if too_small:
+            self.fail(f"{too_small[0]} is below the minimum {self.min_value}", param, ctx)
+        return sorted(set(numbers))
+
+
+def open_profile_store(ctx: click.Context) -> ProfileStore:
+    """Open the database named by --storage; it closes when the command ends."""
+    database = Database(ctx.obj["storage"])
+    ctx.call_on_close(database.close)
+    return ProfileStore(database)
+
+
+def speculative_config(draft_path: str, gamma: int):
+    from profilers import SpeculativeConfig
+
+    return SpeculativeConfig(draft_model=draft_path, num_speculative_tokens=gamma)
+
+
+def engine_pool(max_model_len: int | None, dtype: str):
+    """An EnginePool of vLLM engines (one live at a time; they are closed on exit)."""
+    from profilers import EnginePool
+    from profilers.vllm_engine import VllmEngine
+
+    def start(model: str, speculative) -> VllmEngine:
+        return VllmEngine(model, speculative, max_model_len=max_model_len, dtype=dtype)
+
+    return EnginePool(start)
+
+
+@contextlib.contextmanager
+def interrupt_message(store: ProfileStore) -> Iterator[None]:
+    """On Ctrl-C, say that finished points are kept and a rerun resumes; exit code 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"\nInterrupted: every finished point is stored in {store.url}; "
+                   "rerun the same command to resume.", err=True)
+        raise SystemExit(130) from None

@@ -1,0 +1,153 @@
+"""`latts-tune profile decode|acceptance|accuracy`: measure on the real engine (wiring only)."""
+
+from __future__ import annotations
+
+import click
+
+from storage import UserInputError
+from tuner.cli_common import (
+    IntList,
+    engine_pool,
+    interrupt_message,
+    open_profile_store,
+    speculative_config,
+)
+from tuner.progress import RichProgress
+
+_model_option = click.option(
+    "--model", "model_path", required=True, help="Model directory (save_pretrained) or hub id."
+)
+_engine_options = [
+    click.option("--max-model-len", type=click.IntRange(min=16), default=None,
+                 help="Engine context limit (tokens); default: the model's."),
+    click.option("--dtype", default="auto", show_default=True, help="Engine dtype."),
+]
+
+
+def _with_engine_options(command):
+    for option in reversed(_engine_options):
+        command = option(command)
+    return command
+
+
+@click.group()
+def profile() -> None:
+    """Measure decode cost, draft acceptance and accuracy on the real engine.
+
+    Example: latts-tune profile decode --model studies/testbed/models/tb-large
+    """
+
+
+@profile.command()
+@_model_option
+@click.option("--role", type=click.Choice(["target", "draft"]), default="target",
+              show_default=True)
+@click.option("--draft", "draft_path", default=None, help="Draft model for speculative decoding.")
+@click.option("--gamma", "gammas", type=IntList(min_value=1), default="1,2,3,4",
+              show_default=True, help="Draft lengths to measure (with --draft).")
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="Also measure without speculative decoding.")
+@click.option("--batch-sizes", type=IntList(min_value=1), default="1,2,4,8,16",
+              show_default=True, help="Live branches per step.")
+@click.option("--prompt-tokens", type=IntList(min_value=1), default="8,32,64",
+              show_default=True, help="Prompt lengths (context = prompt + decode/2).")
+@click.option("--decode-tokens", type=click.IntRange(min=2), default=32, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@_with_engine_options
+@click.pass_context
+def decode(ctx, model_path, role, draft_path, gammas, baseline, batch_sizes, prompt_tokens,
+           decode_tokens, repeats, max_model_len, dtype) -> None:
+    """Measure seconds per decode step vs batch size and context length.
+
+    Example: latts-tune profile decode --model M --draft D --gamma 1,2,4
+    """
+    from profilers import DecodeGrid, profile_decode, read_model_record
+
+    grid = DecodeGrid(tuple(batch_sizes), tuple(prompt_tokens), decode_tokens, repeats)
+    configs = ([None] if baseline or not draft_path else []) + (
+        [speculative_config(draft_path, gamma) for gamma in gammas] if draft_path else []
+    )
+    models = [read_model_record(model_path, role)]
+    if draft_path:
+        models.append(read_model_record(draft_path, "draft"))
+    store = open_profile_store(ctx)
+    for record in models:
+        store.upsert_model(record)
+    with engine_pool(max_model_len, dtype) as pool, RichProgress() as progress, \
+            interrupt_message(store):
+        for speculative in configs:
+            profile_decode(pool.get(model_path, speculative), store, grid, progress)
+
+
+@profile.command()
+@_model_option
+@click.option("--draft", "draft_path", required=True, help="Draft model directory or hub id.")
+@click.option("--gamma", "gammas", type=IntList(min_value=1), default="1,2,3,4",
+              show_default=True)
+@click.option("--task", "task_name", default="arithmetic", show_default=True)
+@click.option("--questions", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--branches", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
+              show_default=True)
+@click.option("--max-tokens", type=click.IntRange(min=1), default=96, show_default=True)
+@_with_engine_options
+@click.pass_context
+def acceptance(ctx, model_path, draft_path, gammas, task_name, questions, branches,
+               temperature, max_tokens, max_model_len, dtype) -> None:
+    """Measure per-position draft acceptance on the task's prompts.
+
+    Example: latts-tune profile acceptance --model M --draft D --gamma 1,2,3,4
+    """
+    from profilers import get_task, profile_acceptance, read_model_record
+
+    task = get_task(task_name)
+    models = [read_model_record(model_path, "target"), read_model_record(draft_path, "draft")]
+    store = open_profile_store(ctx)
+    for record in models:
+        store.upsert_model(record)
+    with engine_pool(max_model_len, dtype) as pool, RichProgress() as progress, \
+            interrupt_message(store):
+        for gamma in gammas:
+            engine = pool.get(model_path, speculative_config(draft_path, gamma))
+            record = profile_acceptance(engine, store, task, questions=questions,
+                                        branches=branches, temperature=temperature,
+                                        max_tokens=max_tokens, progress=progress)
+            rates = ", ".join(f"{rate:.3f}" for rate in record.position_rates())
+            click.echo(f"gamma={gamma}: per-position acceptance {rates}")
+
+
+@profile.command()
+@click.option("--model", "model_paths", required=True, multiple=True,
+              help="Model directory or hub id (repeat for several).")
+@click.option("--role", type=click.Choice(["target", "draft"]), default="target",
+              show_default=True)
+@click.option("--task", "task_name", default="arithmetic", show_default=True)
+@click.option("--questions", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--samples", "samples", type=int, default=16, show_default=True,
+              help="K samples per question (>= the largest branch count to search).")
+@click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
+              show_default=True)
+@click.option("--max-tokens", type=click.IntRange(min=1), default=96, show_default=True)
+@_with_engine_options
+@click.pass_context
+def accuracy(ctx, model_paths, role, task_name, questions, samples, temperature, max_tokens,
+             max_model_len, dtype) -> None:
+    """Sample K graded answers per question for each model.
+
+    Example: latts-tune profile accuracy --model M --questions 200 --samples 16
+    """
+    from profilers import get_task, profile_accuracy, read_model_record
+
+    if samples < 1:
+        raise UserInputError(f"--samples must be at least 1 (got {samples}); use at least "
+                             "the largest branch count you want to search")
+    task = get_task(task_name)
+    records = [read_model_record(path, role) for path in model_paths]
+    store = open_profile_store(ctx)
+    with engine_pool(max_model_len, dtype) as pool, RichProgress() as progress, \
+            interrupt_message(store):
+        for path, record in zip(model_paths, records, strict=True):
+            store.upsert_model(record)
+            profile_accuracy(pool.get(path), store, task, questions=questions,
+                             samples_per_question=samples, temperature=temperature,
+                             max_tokens=max_tokens, progress=progress)

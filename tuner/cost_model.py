@@ -1,0 +1,158 @@
+"""Fitted engine-step cost: seconds per decode step (or per prefill) from measured points.
+
+One `StepCostModel` per (model, draft, gamma, phase). The model is
+``seconds = c0 + c1*batch + c2*tokens + c3*batch*tokens`` with non-negative coefficients,
+fitted by least squares on relative error: decode is a fixed per-step overhead plus work
+per sequence plus KV reads per sequence and token, and non-negative terms keep the cost
+non-decreasing in batch and context. Queries outside the measured box are refused, never
+extrapolated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sklearn
+from scipy.optimize import nnls
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from storage.errors import UserInputError
+from storage.records import CostPoint, ProfileSet
+
+FEATURE_NAMES = {
+    "decode": ("batch_size", "context_tokens"),
+    "prefill": ("batch_size", "prompt_tokens"),
+}
+MIN_POINTS = 2
+
+
+class OutOfProfiledRange(UserInputError):
+    """A cost query falls outside the measured batch/token range."""
+
+
+class ProfileIncomplete(UserInputError):
+    """The profile lacks the measurements a computation needs."""
+
+
+class StepCostModel(RegressorMixin, BaseEstimator):
+    """Seconds per engine step as a function of (batch_size, tokens).
+
+    `label` names the profile slice in error messages. After `fit`: `coef_` (4 terms),
+    `feature_names_in_`, `batch_range_`, `token_range_`, `n_points_`,
+    `loo_relative_errors_` (leave-one-out |pred - y| / y per point, nan if too few points),
+    `sklearn_version_`.
+    """
+
+    def __init__(self, phase: str = "decode", label: str = ""):
+        self.phase = phase
+        self.label = label
+
+    def fit(self, X, y) -> StepCostModel:
+        features, seconds = _as_features(X), np.asarray(y, dtype=float)
+        if len(seconds) < MIN_POINTS:
+            raise ProfileIncomplete(
+                f"{self.label or 'cost model'}: {len(seconds)} measured point(s); "
+                f"need at least {MIN_POINTS}: profile more batch sizes/context lengths"
+            )
+        self.coef_ = _fit_coefficients(features, seconds)
+        self.feature_names_in_ = np.array(FEATURE_NAMES[self.phase], dtype=object)
+        self.n_features_in_ = 2
+        self.batch_range_ = (int(features[:, 0].min()), int(features[:, 0].max()))
+        self.token_range_ = (int(features[:, 1].min()), int(features[:, 1].max()))
+        self.n_points_ = len(seconds)
+        self.loo_relative_errors_ = _leave_one_out_errors(features, seconds)
+        self.sklearn_version_ = sklearn.__version__
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Seconds for each (batch_size, tokens) row; raises OutOfProfiledRange outside."""
+        check_is_fitted(self, "coef_")
+        features = _as_features(X)
+        self.check_range(features)
+        return _design(features) @ self.coef_
+
+    def check_range(self, features: np.ndarray) -> None:
+        """Raise OutOfProfiledRange naming the measured range if any row lies outside it."""
+        check_is_fitted(self, "coef_")
+        for column, (low, high) in enumerate((self.batch_range_, self.token_range_)):
+            values = features[:, column]
+            if values.size and (values.min() < low or values.max() > high):
+                bad = values.min() if values.min() < low else values.max()
+                name = self.feature_names_in_[column]
+                raise OutOfProfiledRange(
+                    f"{self.label or 'cost model'}: {name} {bad:g} is outside the measured "
+                    f"range {low}..{high}; profile that range (no extrapolation)"
+                )
+
+    @property
+    def loo_relative_error_(self) -> float:
+        """Mean leave-one-out relative error (0.05 = 5%)."""
+        check_is_fitted(self, "coef_")
+        return float(np.nanmean(self.loo_relative_errors_))
+
+
+@dataclass(frozen=True)
+class CostKey:
+    """Which measured slice a cost model covers."""
+
+    model: str
+    draft: str | None
+    gamma: int
+    phase: str
+
+    def label(self) -> str:
+        speculation = f" + {self.draft} gamma={self.gamma}" if self.draft else ""
+        return f"{self.phase} cost of {self.model}{speculation}"
+
+
+def cost_points_by_key(profile: ProfileSet) -> dict[CostKey, list[CostPoint]]:
+    """Successful cost points grouped by (model, draft, gamma, phase)."""
+    groups: dict[CostKey, list[CostPoint]] = {}
+    for point in profile.cost_points:
+        if point.status != "ok" or not point.seconds_samples:
+            continue
+        key = CostKey(point.model, point.draft, point.gamma if point.draft else 0, point.phase)
+        groups.setdefault(key, []).append(point)
+    return groups
+
+
+def fit_cost_model(key: CostKey, points: list[CostPoint]) -> StepCostModel:
+    """Fit one model on the medians of `points`."""
+    X = np.array([(point.batch_size, point.context_tokens) for point in points], dtype=float)
+    y = np.array([point.seconds_median for point in points])
+    return StepCostModel(phase=key.phase, label=key.label()).fit(X, y)
+
+
+def _as_features(X) -> np.ndarray:
+    features = np.asarray(X, dtype=float)
+    if features.ndim != 2 or features.shape[1] != 2:
+        raise ValueError(f"expected rows of (batch_size, tokens), got shape {features.shape}")
+    return features
+
+
+def _design(features: np.ndarray) -> np.ndarray:
+    batch, tokens = features[:, 0], features[:, 1]
+    return np.column_stack([np.ones_like(batch), batch, tokens, batch * tokens])
+
+
+def _fit_coefficients(features: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    # Dividing each row by y makes least squares minimise relative error; scaling columns
+    # keeps the solver well conditioned when tokens are in the thousands.
+    design = _design(features) / seconds[:, None]
+    scale = np.maximum(np.abs(design).max(axis=0), 1e-300)
+    coef, _ = nnls(design / scale, np.ones_like(seconds))
+    return coef / scale
+
+
+def _leave_one_out_errors(features: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    if len(seconds) < 3:
+        return np.full(len(seconds), np.nan)
+    errors = np.empty(len(seconds))
+    for index in range(len(seconds)):
+        keep = np.arange(len(seconds)) != index
+        coef = _fit_coefficients(features[keep], seconds[keep])
+        predicted = float((_design(features[index : index + 1]) @ coef)[0])
+        errors[index] = abs(predicted - seconds[index]) / seconds[index]
+    return errors

@@ -1,0 +1,113 @@
+"""The operations behind the CLI commands, so the CLI only parses and prints."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage import (
+    Database,
+    PresetRecord,
+    PresetStore,
+    ProfileSet,
+    ProfileStore,
+    UserInputError,
+    import_profiles,
+    read_profile_file,
+)
+from tuner.presets import Preset, build_preset, write_preset
+from tuner.simulator import LatencyObjective, Simulator
+from tuner.space import SearchSpace, build_space
+from tuner.spec import StudySpec
+from tuner.study import (
+    FrontierPoint,
+    StudyOutcome,
+    StudySettings,
+    frontier,
+    load_trial,
+    run_study,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A spec with the profile, space and simulator it resolves to."""
+
+    spec: StudySpec
+    profile: ProfileSet
+    space: SearchSpace
+    simulator: Simulator
+
+
+def open_workspace(db: Database, spec: StudySpec) -> Workspace:
+    """Load (importing the spec's shipped profile if needed) and build space and simulator."""
+    profile = load_profile(ProfileStore(db), spec)
+    space = build_space(profile, spec)
+    simulator = Simulator(profile, spec.task, split=spec.split)
+    return Workspace(spec, profile, space, simulator)
+
+
+def load_profile(store: ProfileStore, spec: StudySpec) -> ProfileSet:
+    """The profile set the spec is about; imports `spec.profiles` when it is not stored."""
+    pairs = store.measured_pairs()
+    if spec.profiles is None or len(pairs) == 1:
+        if pairs or spec.profiles is None:
+            profile = store.load_profile_set()
+            if spec.profiles is None or _covers(profile, spec):
+                return profile
+    if not spec.profiles.exists():
+        raise UserInputError(f"profile file {spec.profiles} (named by the study spec) is "
+                             "missing; profile first or fix `profiles:` in the spec")
+    records = read_profile_file(spec.profiles)
+    fingerprint, engine = _pair_of(records, spec.profiles)
+    if (fingerprint, engine) not in pairs:
+        counts = import_profiles(store, spec.profiles)
+        logger.info("imported %s: %s", spec.profiles, counts)
+    return store.load_profile_set(fingerprint, engine)
+
+
+def _covers(profile: ProfileSet, spec: StudySpec) -> bool:
+    measured = {s.model for s in profile.accuracy if s.task == spec.task}
+    return bool(measured) and set(spec.models or measured) <= measured
+
+
+def _pair_of(records, path: Path) -> tuple[str, str]:
+    for kind in (records.accuracy, records.cost_points, records.acceptance):
+        if kind:
+            return kind[0].hardware_fingerprint, kind[0].engine_version
+    raise UserInputError(f"{path}: holds no measurements")
+
+
+def tune(db: Database, spec: StudySpec, deadline_s: float, latency: LatencyObjective,
+         study_name: str | None = None) -> tuple[Workspace, StudyOutcome]:
+    """Run (or resume) the study of `spec` at `deadline_s`."""
+    workspace = open_workspace(db, spec)
+    settings = StudySettings.create(spec, workspace.profile, deadline_s, latency)
+    outcome = run_study(db.url, workspace.space, workspace.simulator, settings,
+                        study_name=study_name, max_trials=spec.max_trials)
+    return workspace, outcome
+
+
+def deadline_frontier(db: Database, spec: StudySpec, deadlines_s: tuple[float, ...],
+                      latency: LatencyObjective) -> list[FrontierPoint]:
+    """Best configuration per deadline."""
+    workspace = open_workspace(db, spec)
+    return frontier(workspace.space, workspace.simulator, deadlines_s, latency)
+
+
+def export_preset(db: Database, study_name: str, trial_number: int | None,
+                  output_format: str, directory: Path) -> tuple[Preset, list[Path]]:
+    """Build the preset of a stored trial, write its files and save it in the database."""
+    settings, summary = load_trial(db.url, study_name, trial_number)
+    profile = ProfileStore(db).load_profile_set(settings.hardware_fingerprint,
+                                                settings.engine_version)
+    preset = build_preset(summary, profile, study_name=study_name, task=settings.task,
+                          deadline_s=settings.deadline_s, latency=settings.objective)
+    paths = write_preset(preset, output_format, directory)
+    PresetStore(db).save(PresetRecord(name=preset.name, study_name=study_name,
+                                      trial_number=summary.number,
+                                      body=preset.model_dump(mode="json")))
+    return preset, paths
