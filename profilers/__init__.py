@@ -4,7 +4,7 @@ vllm and torch are imported only inside the functions that need them.
 """
 
 from profilers.acceptance import profile_acceptance
-from profilers.accuracy import profile_accuracy
+from profilers.accuracy import check_accuracy_settings, profile_accuracy
 from profilers.decode import DecodeGrid, profile_decode
 from profilers.engine import (
     BranchOutput,
@@ -34,6 +34,7 @@ __all__ = [
     "SpecCounters",
     "SpeculativeConfig",
     "Task",
+    "check_accuracy_settings",
     "describe_local_hardware",
     "get_task",
     "majority_vote",

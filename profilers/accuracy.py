@@ -41,6 +41,15 @@ def _samples_of(question: Question, result: GenerationResult, task: Task, model:
     return samples
 
 
+def check_accuracy_settings(questions: int, samples_per_question: int) -> None:
+    """Refuse counts that cannot be profiled; call it before starting an engine."""
+    if samples_per_question < 1:
+        raise UserInputError(f"--samples must be at least 1 (got {samples_per_question}); use "
+                             "at least the largest branch count you want to search")
+    if questions < 1:
+        raise UserInputError(f"--questions must be at least 1 (got {questions})")
+
+
 def profile_accuracy(
     engine: Engine,
     store: ProfileStore,
@@ -55,11 +64,7 @@ def profile_accuracy(
     progress: ProgressReporter | None = None,
 ) -> int:
     """Sample K answers for each question not yet stored; return how many were measured."""
-    if samples_per_question < 1:
-        raise UserInputError("K (--samples) must be at least 1, and at least the largest "
-                             "branch count you want to search")
-    if questions < 1:
-        raise UserInputError("--questions must be at least 1")
+    check_accuracy_settings(questions, samples_per_question)
     if engine.speculative is not None:
         raise UserInputError("accuracy is profiled without a draft (speculative decoding "
                              "does not change answers); drop --draft")

@@ -40,7 +40,8 @@ class DecodeGrid:
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise UserInputError("batch sizes must be at least 1; e.g. --batch-sizes 1,2,4,8")
         if not self.prompt_tokens or min(self.prompt_tokens) < 1:
-            raise UserInputError("prompt lengths must be at least 1 token; e.g. --prompt-tokens 8,32")
+            raise UserInputError("prompt lengths must be at least 1 token; "
+                                 "e.g. --prompt-tokens 8,32")
         if self.decode_tokens < 2:
             raise UserInputError("--decode-tokens must be at least 2 (one step after the first)")
         if self.repeats < 1:

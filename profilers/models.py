@@ -31,14 +31,22 @@ def read_model_record(path: str, role: str) -> ModelRecord:
     directory = Path(path).expanduser()
     config_file = directory / "config.json"
     if not config_file.is_file():
-        raise UserInputError(f"model path '{path}' is not a model directory (no config.json)")
-    config = json.loads(config_file.read_text())
-    weights = sorted(directory.glob("*.safetensors"))
+        raise UserInputError(f"model path '{path}' is not a model directory (no config.json); "
+                             "pass a directory written by save_pretrained")
+    try:
+        config = json.loads(config_file.read_text())
+        weights = sorted(directory.glob("*.safetensors"))
+        parameter_count = sum(_safetensors_parameters(file) for file in weights)
+        vocab_size = int(config.get("vocab_size", 0))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error) as error:
+        raise UserInputError(f"model path '{path}' has an unreadable config.json or "
+                             f"safetensors header ({error}); re-save the model with "
+                             "save_pretrained") from error
     return ModelRecord(
         name=model_name(str(directory)),
         path=path,  # as the user gave it: a preset deploys the same reference
         role=role,
-        parameter_count=sum(_safetensors_parameters(file) for file in weights),
+        parameter_count=parameter_count,
         size_bytes=sum(file.stat().st_size for file in weights),
-        vocab_size=int(config.get("vocab_size", 0)),
+        vocab_size=vocab_size,
     )

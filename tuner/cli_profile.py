@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from storage import UserInputError
 from tuner.cli_common import (
     IntList,
     engine_pool,
@@ -15,7 +14,7 @@ from tuner.cli_common import (
 from tuner.progress import RichProgress
 
 _model_option = click.option(
-    "--model", "model_path", required=True, help="Model directory (save_pretrained) or hub id."
+    "--model", "model_path", required=True, help="Model directory (written by save_pretrained)."
 )
 _engine_options = [
     click.option("--max-model-len", type=click.IntRange(min=16), default=None,
@@ -42,7 +41,8 @@ def profile() -> None:
 @_model_option
 @click.option("--role", type=click.Choice(["target", "draft"]), default="target",
               show_default=True)
-@click.option("--draft", "draft_path", default=None, help="Draft model for speculative decoding.")
+@click.option("--draft", "draft_path", default=None,
+              help="Draft model directory, for speculative decoding.")
 @click.option("--gamma", "gammas", type=IntList(min_value=1), default="1,2,3,4",
               show_default=True, help="Draft lengths to measure (with --draft).")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
@@ -81,7 +81,7 @@ def decode(ctx, model_path, role, draft_path, gammas, baseline, batch_sizes, pro
 
 @profile.command()
 @_model_option
-@click.option("--draft", "draft_path", required=True, help="Draft model directory or hub id.")
+@click.option("--draft", "draft_path", required=True, help="Draft model directory.")
 @click.option("--gamma", "gammas", type=IntList(min_value=1), default="1,2,3,4",
               show_default=True)
 @click.option("--task", "task_name", default="arithmetic", show_default=True)
@@ -109,16 +109,16 @@ def acceptance(ctx, model_path, draft_path, gammas, task_name, questions, branch
             interrupt_message(store):
         for gamma in gammas:
             engine = pool.get(model_path, speculative_config(draft_path, gamma))
-            record = profile_acceptance(engine, store, task, questions=questions,
-                                        branches=branches, temperature=temperature,
-                                        max_tokens=max_tokens, progress=progress)
-            rates = ", ".join(f"{rate:.3f}" for rate in record.position_rates())
+            measured = profile_acceptance(engine, store, task, questions=questions,
+                                          branches=branches, temperature=temperature,
+                                          max_tokens=max_tokens, progress=progress)
+            rates = ", ".join(f"{rate:.3f}" for rate in measured.position_rates())
             click.echo(f"gamma={gamma}: per-position acceptance {rates}")
 
 
 @profile.command()
 @click.option("--model", "model_paths", required=True, multiple=True,
-              help="Model directory or hub id (repeat for several).")
+              help="Model directory (repeat for several).")
 @click.option("--role", type=click.Choice(["target", "draft"]), default="target",
               show_default=True)
 @click.option("--task", "task_name", default="arithmetic", show_default=True)
@@ -136,11 +136,9 @@ def accuracy(ctx, model_paths, role, task_name, questions, samples, temperature,
 
     Example: latts-tune profile accuracy --model M --questions 200 --samples 16
     """
-    from profilers import get_task, profile_accuracy, read_model_record
+    from profilers import check_accuracy_settings, get_task, profile_accuracy, read_model_record
 
-    if samples < 1:
-        raise UserInputError(f"--samples must be at least 1 (got {samples}); use at least "
-                             "the largest branch count you want to search")
+    check_accuracy_settings(questions, samples)
     task = get_task(task_name)
     records = [read_model_record(path, role) for path in model_paths]
     store = open_profile_store(ctx)

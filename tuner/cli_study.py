@@ -53,7 +53,10 @@ def _quiet_optuna() -> None:
 def _console():
     from rich.console import Console
 
-    return Console()
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # piped output: keep table rows on one line
+    return console
 
 
 @click.command()

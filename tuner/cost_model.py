@@ -4,8 +4,11 @@ One `StepCostModel` per (model, draft, gamma, phase). The model is
 ``seconds = c0 + c1*batch + c2*tokens + c3*batch*tokens`` with non-negative coefficients,
 fitted by least squares on relative error: decode is a fixed per-step overhead plus work
 per sequence plus KV reads per sequence and token, and non-negative terms keep the cost
-non-decreasing in batch and context. Queries outside the measured box are refused, never
-extrapolated.
+non-decreasing in batch and context. Queries above the measured batch or token range, or
+below the measured batch range, are refused, never extrapolated. Token counts below the
+smallest measured one are costed at that smallest one: an upper bound, because the cost
+never decreases with tokens (decode profiles start at prompt + half the decoded tokens, so
+short prompts with short answers fall just below the grid).
 """
 
 from __future__ import annotations
@@ -71,20 +74,28 @@ class StepCostModel(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "coef_")
         features = _as_features(X)
         self.check_range(features)
-        return _design(features) @ self.coef_
+        batch = features[:, 0]
+        tokens = np.maximum(features[:, 1], self.token_range_[0])
+        c0, c_batch, c_tokens, c_both = self.coef_
+        # Same as _design(features) @ coef_, without building the design matrix.
+        return c0 + batch * (c_batch + c_both * tokens) + c_tokens * tokens
 
     def check_range(self, features: np.ndarray) -> None:
-        """Raise OutOfProfiledRange naming the measured range if any row lies outside it."""
+        """Raise OutOfProfiledRange naming the measured range for a refused row."""
         check_is_fitted(self, "coef_")
-        for column, (low, high) in enumerate((self.batch_range_, self.token_range_)):
-            values = features[:, column]
-            if values.size and (values.min() < low or values.max() > high):
-                bad = values.min() if values.min() < low else values.max()
-                name = self.feature_names_in_[column]
-                raise OutOfProfiledRange(
-                    f"{self.label or 'cost model'}: {name} {bad:g} is outside the measured "
-                    f"range {low}..{high}; profile that range (no extrapolation)"
-                )
+        batch, tokens = features[:, 0], features[:, 1]
+        low, high = self.batch_range_
+        if batch.size and (batch.min() < low or batch.max() > high):
+            self._refuse(0, batch.min() if batch.min() < low else batch.max(), self.batch_range_)
+        if tokens.size and tokens.max() > self.token_range_[1]:
+            self._refuse(1, tokens.max(), self.token_range_)
+
+    def _refuse(self, column: int, value: float, measured: tuple[int, int]) -> None:
+        raise OutOfProfiledRange(
+            f"{self.label or 'cost model'}: {self.feature_names_in_[column]} {value:g} is "
+            f"outside the measured range {measured[0]}..{measured[1]}; profile that range "
+            "(no extrapolation)"
+        )
 
     @property
     def loo_relative_error_(self) -> float:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from rich.table import Table
 
 from tuner.durations import format_duration
-from tuner.simulator import Configuration, LatencyObjective
+from tuner.simulator import LatencyObjective
 from tuner.study import FrontierPoint, StudyOutcome, TrialSummary
 
 
@@ -16,28 +16,33 @@ def outcome_table(outcome: StudyOutcome, top: int) -> Table:
     latency_header = outcome.objective.describe()
     table = Table(title=f"Best configurations for a {format_duration(outcome.deadline_s)} "
                         f"deadline ({latency_header})")
-    for header in ("", "model", "N", "draft", "gamma", "T", "accuracy [95% CI]",
-                   latency_header, "mean latency", "tokens/step", "trial"):
-        table.add_column(header, justify="right" if header not in ("", "model", "draft")
-                         else "left")
+    for header in ("", "model", "N", "draft", "T", "accuracy (95% CI)", latency_header,
+                   "mean latency", "trial"):
+        table.add_column(header, justify="left" if header in ("", "model", "draft")
+                         else "right", no_wrap=True)
     for index, summary in enumerate(outcome.ranked[:top], start=1):
         table.add_row(f"#{index}", *_cells(summary))
-    for title, summary in (("no spec. decoding", outcome.no_speculation),
-                           ("no branches (N=1)", outcome.single_branch)):
-        if summary is not None:
-            table.add_row(title, *_cells(summary), style="dim")
+    for title, runner_up in (("no speculation", outcome.no_speculation),
+                             ("one branch", outcome.single_branch)):
+        if runner_up is not None:
+            table.add_row(title, *_cells(runner_up), style="dim")
     return table
 
 
 def _cells(summary: TrialSummary) -> list[str]:
     config = summary.configuration
     return [
-        config.model, str(config.branches), config.draft or "-",
-        str(config.gamma) if config.draft else "-", f"{config.temperature:g}",
-        f"{summary.accuracy:.1%} [{summary.accuracy_low:.1%}, {summary.accuracy_high:.1%}]",
+        config.model, str(config.branches),
+        f"{config.draft} g={config.gamma}" if config.draft else "-",
+        f"{config.temperature:g}", _accuracy(summary.accuracy, summary.accuracy_low,
+                                             summary.accuracy_high),
         format_duration(summary.latency_s), format_duration(summary.mean_latency_s),
-        f"{summary.tokens_per_step:.2f}", str(summary.number),
+        str(summary.number),
     ]
+
+
+def _accuracy(accuracy: float, low: float, high: float) -> str:
+    return f"{accuracy:.1%} ({low * 100:.1f}-{high:.1%})"
 
 
 def outcome_footer(outcome: StudyOutcome) -> str:
@@ -76,8 +81,9 @@ def summary_json(summary: TrialSummary | None) -> dict | None:
 def frontier_table(points: list[FrontierPoint], latency: LatencyObjective) -> Table:
     """Best accuracy per deadline; `*` marks a change of the optimal configuration."""
     table = Table(title=f"Best predicted accuracy vs deadline ({latency.describe()})")
-    for header in ("deadline", "accuracy [95% CI]", latency.describe(), "configuration", ""):
-        table.add_column(header, justify="left" if header == "configuration" else "right")
+    for header in ("deadline", "accuracy (95% CI)", latency.describe(), "configuration", ""):
+        table.add_column(header, justify="left" if header == "configuration" else "right",
+                         no_wrap=True)
     for point in points:
         if point.best is None:
             table.add_row(format_duration(point.deadline_s), "-", "-", "nothing meets it", "")
@@ -85,8 +91,8 @@ def frontier_table(points: list[FrontierPoint], latency: LatencyObjective) -> Ta
         best = point.best
         table.add_row(
             format_duration(point.deadline_s),
-            f"{best.accuracy:.1%} [{best.accuracy_low:.1%}, {best.accuracy_high:.1%}]",
-            format_duration(best.latency_s), _short(best.configuration),
+            _accuracy(best.accuracy, best.accuracy_low, best.accuracy_high),
+            format_duration(best.latency_s), best.configuration.label(),
             "* changed" if point.changed else "",
         )
     return table
@@ -108,7 +114,3 @@ def frontier_json(points: list[FrontierPoint]) -> list[dict]:
         }
         for point in points
     ]
-
-
-def _short(config: Configuration) -> str:
-    return config.label()

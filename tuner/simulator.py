@@ -187,6 +187,7 @@ class Simulator:
         self._bootstrap_cache: dict[int, np.ndarray] = {}
         self._draw_cache: dict[tuple[str, float, int], _Draw] = {}
         self._vote_cache: dict[tuple[str, float, int], tuple] = {}
+        self._tokens_per_step: dict[tuple[str, str, int, float], float] = {}
 
     def table(self, model: str, temperature: float) -> AccuracyTable:
         """The accuracy table of (model, temperature); ProfileIncomplete if none."""
@@ -217,7 +218,11 @@ class Simulator:
         """E(gamma) for the configuration from the closest matching acceptance records."""
         if config.draft is None or config.gamma == 0:
             return 1.0
-        return tokens_per_step(self.acceptance_records(config), config.gamma)
+        key = (config.model, config.draft, config.gamma, config.temperature)
+        if key not in self._tokens_per_step:
+            self._tokens_per_step[key] = tokens_per_step(self.acceptance_records(config),
+                                                         config.gamma)
+        return self._tokens_per_step[key]
 
     def acceptance_records(self, config: Configuration) -> list[AcceptanceRecord]:
         """Records of (target, draft) with gamma >= config.gamma: same task and temperature
@@ -265,7 +270,7 @@ class Simulator:
         prefill_s, segment_s = self._timings(table, config, draw)
         finish_s = prefill_s[:, None, None] + np.cumsum(segment_s, axis=2)
         latency_s = finish_s[:, :, -1]
-        if objective.cutoff:
+        if objective.cutoff and deadline_s is not None:
             finished = finish_s <= deadline_s
             latency_s = np.minimum(latency_s, deadline_s)
             accuracy = self._accuracy(draw, table, finished)

@@ -21,8 +21,8 @@ class _Strict(BaseModel):
 class BranchRange(_Strict):
     """Branch counts N searched (capped by the samples per question profiled)."""
 
-    min: int = Field(1, gt=0)
-    max: int | None = Field(None, gt=0)
+    min: int = Field(default=1, gt=0)
+    max: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> BranchRange:
@@ -34,14 +34,14 @@ class BranchRange(_Strict):
 class GammaRange(_Strict):
     """Largest draft length searched; 0 turns speculative decoding off."""
 
-    max: int | None = Field(None, ge=0)
+    max: int | None = Field(default=None, ge=0)
 
 
 class LatencySpec(_Strict):
     """The latency statistic the deadline applies to."""
 
     statistic: Literal["quantile", "mean"] = "quantile"
-    quantile: float = Field(0.9, gt=0, le=1)
+    quantile: float = Field(default=0.9, gt=0, le=1)
 
 
 class StudySpec(_Strict):
@@ -51,14 +51,14 @@ class StudySpec(_Strict):
     task: str
     split: str | None = None
     profiles: Path | None = None
-    models: list[str] | None = Field(None, min_length=1)
+    models: list[str] | None = Field(default=None, min_length=1)
     drafts: list[str] | None = None
     branches: BranchRange = BranchRange()
     gamma: GammaRange = GammaRange()
-    temperature: list[float] | None = Field(None, min_length=1)
+    temperature: list[float] | None = Field(default=None, min_length=1)
     latency: LatencySpec = LatencySpec()
     cutoff: bool = False
-    max_trials: int | None = Field(None, gt=0)
+    max_trials: int | None = Field(default=None, gt=0)  # TPE budget for large spaces
 
 
 def load_spec(path: str | Path | None = None) -> StudySpec:

@@ -28,6 +28,7 @@ from tuner.space import (
     configuration_params,
 )
 from tuner.spec import StudySpec
+from tuner.trial_writer import add_finished_trials
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +114,9 @@ class StudySettings:
 
 
 def study_name_for(spec_name: str, deadline_s: float, objective: LatencyObjective) -> str:
-    """Default study name, e.g. "testbed-2s-q0.9"."""
-    return f"{spec_name}-{format_duration(deadline_s)}-{objective.tag()}"
+    """Default study name, e.g. "testbed-2s-q0.9" or "testbed-500ms-mean"."""
+    deadline = f"{deadline_s * 1000:g}ms" if deadline_s < 1 else f"{deadline_s:g}s"
+    return f"{spec_name}-{deadline}-{objective.tag()}"
 
 
 def profile_digest(profile: ProfileSet) -> str:
@@ -184,8 +186,11 @@ def run_study(
                                [c for c in configs if c not in done], sampler=None)
     else:
         new = _search_tpe(space, simulator, settings, existing, max_trials or DEFAULT_TPE_TRIALS)
-    study.add_trials(new)
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    add_finished_trials(study, new)
+    # A reused study may hold trials of a wider spec: rank only the current space.
+    in_space = set(configs)
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if configuration_from_params(t.params) in in_space]
     logger.info("study %s: %d trials (%d new)", name, len(trials), len(new))
     return _outcome(name, storage_url, settings, trials, len(new), exhaustive)
 

@@ -36,8 +36,9 @@ class TestbedSettings:
     samples_per_question: int = 16
     acceptance_questions: int = 64
     gammas: tuple[int, ...] = (1, 2, 3, 4)
-    grid: DecodeGrid = DecodeGrid()
-    max_model_len: int = 128
+    # contexts 24..128 tokens: a prompt (<= 19) plus up to max_tokens of answer
+    grid: DecodeGrid = DecodeGrid(prompt_tokens=(8, 32, 64, 112))
+    max_model_len: int = 160
 
 
 def relative_model_path(name: str) -> str:
@@ -173,7 +174,8 @@ def check_bounds(cards: list[ModelCard], profile: ProfileSet) -> list[tuple[str,
 
 def render_card(profile: ProfileSet, settings: TestbedSettings, training: dict | None) -> str:
     """Return CARD.md: every figure read from the measured profile."""
-    context = settings.grid.context_tokens(settings.grid.prompt_tokens[len(settings.grid.prompt_tokens) // 2])
+    prompt_tokens = settings.grid.prompt_tokens
+    context = settings.grid.context_tokens(prompt_tokens[len(prompt_tokens) // 2])
     cards = model_cards(profile, context)
     hardware = profile.hardware
     lines = [
@@ -193,7 +195,8 @@ def render_card(profile: ProfileSet, settings: TestbedSettings, training: dict |
         f"- decode: engine-measured ms per step, context {context} tokens, median of "
         f"{settings.grid.repeats} repeats",
         "",
-        "| model | role | parameters | size (KB) | accuracy@1 | maj@8 | ms/step B=1 | ms/step B=16 |",
+        "| model | role | parameters | size (KB) | accuracy@1 | maj@8 | ms/step B=1 "
+        "| ms/step B=16 |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for card in cards:

@@ -16,7 +16,7 @@ MODELS_DIR = TESTBED_DIR / "models"
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
 CHARACTERS = "0123456789+-=;#:"
-MAX_POSITIONS = 128
+MAX_POSITIONS = 192
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,10 @@ class ModelSize:
 
 FAMILY = (
     ModelSize("tb-draft", "draft", hidden_size=64, num_layers=1, num_heads=2, train_steps=600),
-    ModelSize("tb-small", "target", hidden_size=64, num_layers=2, num_heads=2, train_steps=600),
+    ModelSize("tb-small", "target", hidden_size=128, num_layers=2, num_heads=4, train_steps=900),
     ModelSize("tb-medium", "target", hidden_size=128, num_layers=4, num_heads=4, train_steps=900),
-    ModelSize("tb-large", "target", hidden_size=128, num_layers=8, num_heads=4, train_steps=1200),
+    ModelSize("tb-large", "target", hidden_size=192, num_layers=12, num_heads=6,
+              train_steps=1200),
 )
 
 

@@ -69,7 +69,7 @@ def _model_config(size: ModelSize, tokenizer):
     )
 
 
-def train_model(size: ModelSize, seed: int, out_dir: Path, steps: int | None = None) -> float:
+def train_model(size: ModelSize, seed: int, out_dir: Path) -> float:
     """Train one model and save it with the tokenizer; return the final training loss."""
     import torch
     from transformers import LlamaForCausalLM
@@ -77,7 +77,7 @@ def train_model(size: ModelSize, seed: int, out_dir: Path, steps: int | None = N
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
     model = LlamaForCausalLM(_model_config(size, tokenizer))
-    total_steps = steps or size.train_steps
+    total_steps = size.train_steps
     optimizer = torch.optim.AdamW(model.parameters(), lr=PEAK_LEARNING_RATE, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,

@@ -3,7 +3,7 @@
 import re
 
 from profilers.tasks import get_task
-from profilers.tasks.arithmetic import MAX_STEPS, MIN_STEPS, MAX_VALUE, iter_examples
+from profilers.tasks.arithmetic import MAX_STEPS, MAX_VALUE, MIN_STEPS, iter_examples
 
 
 def _evaluate(text: str) -> int:
@@ -34,7 +34,8 @@ def test_splits_are_disjoint():
         examples = iter_examples(split, seed=0)
         return {next(examples)[0] for _ in range(count)}
 
-    train, heldout, validation = first("train", 5000), first("heldout", 300), first("validation", 300)
+    train, heldout = first("train", 5000), first("heldout", 300)
+    validation = first("validation", 300)
     assert not train & heldout
     assert not train & validation
     assert not heldout & validation

@@ -50,7 +50,8 @@ def store(tmp_path):
 
 
 def test_generate_returns_n_branches_with_tokens_and_engine_timing(plain_engine):
-    results = plain_engine.generate(["12+3:", "40-9+1:"], SamplingConfig(n=3, max_tokens=20, seed=1))
+    sampling = SamplingConfig(n=3, max_tokens=20, seed=1)
+    results = plain_engine.generate(["12+3:", "40-9+1:"], sampling)
     assert len(results) == 2
     for result in results:
         assert len(result.branches) == 3

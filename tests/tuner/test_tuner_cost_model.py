@@ -48,7 +48,6 @@ def test_held_out_error_reflects_noise():
 
 @pytest.mark.parametrize(("query", "fragment"), [
     ([[16, 100]], "batch_size 16 is outside the measured range 1..8"),
-    ([[2, 4]], "context_tokens 4 is outside the measured range 16..512"),
     ([[2, 100], [2, 600]], "context_tokens 600 is outside the measured range 16..512"),
 ])
 def test_queries_outside_the_measured_range_are_refused(query, fragment):
@@ -60,3 +59,9 @@ def test_queries_outside_the_measured_range_are_refused(query, fragment):
 def test_too_few_points_is_refused():
     with pytest.raises(ProfileIncomplete, match=f"need at least {MIN_POINTS}"):
         StepCostModel(label="x").fit([[1, 16]], [0.01])
+
+
+def test_tokens_below_the_range_cost_the_smallest_measured_point():
+    # Cost never decreases with tokens, so the smallest measured point bounds it from above.
+    model = StepCostModel().fit(*grid(lambda b, c: 0.01 + 1e-4 * c))
+    assert model.predict([[2, 4]]) == pytest.approx(model.predict([[2, 16]]))

@@ -145,3 +145,24 @@ def test_frontier_accuracy_never_drops_as_the_deadline_grows(world):
     assert not points[0].changed
     for before, after in zip(points, points[1:], strict=False):
         assert after.changed == (after.best.configuration != before.best.configuration)
+
+
+def test_reused_study_ranks_only_the_current_space(world, url):
+    profile, space, simulator = world
+    deadline_s = deadlines(world, 3)[2]
+    wide = run_study(url, space, simulator, settings_for(world, deadline_s))
+    assert wide.best.configuration.model == "big"
+    narrow_space = build_space(profile, StudySpec(name="fam", task="arithmetic",
+                                                  models=["small"]))
+    narrow = run_study(url, narrow_space, simulator, settings_for(world, deadline_s))
+    assert narrow.study_name == wide.study_name and narrow.new_trials == 0
+    assert {s.configuration.model for s in narrow.ranked} == {"small"}
+
+
+@pytest.mark.parametrize(("deadline_s", "latency", "name"), [
+    (2.0, LatencyObjective(), "fam-2s-q0.9"),
+    (0.5, LatencyObjective("mean"), "fam-500ms-mean"),
+    (1.25, LatencyObjective(quantile=0.95, cutoff=True), "fam-1.25s-q0.95-cutoff"),
+])
+def test_default_study_names(deadline_s, latency, name):
+    assert study_module.study_name_for("fam", deadline_s, latency) == name

@@ -1,0 +1,185 @@
+"""`latts-tune run|frontier|export|presets` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from tuner_synthetic import HARDWARE, family_profile
+
+from storage import Database, ProfileRecords, ProfileStore
+from tuner.cli import cli
+from tuner.durations import format_duration
+from tuner.simulator import LatencyObjective, Simulator
+from tuner.space import build_space
+from tuner.spec import DEFAULT_SPEC_PATH, StudySpec
+from tuner.study import exhaustive_optimum
+
+PROFILE = family_profile(questions=20, k=8)
+SPEC_YAML = "name: fam\ntask: arithmetic\n"
+DEADLINE_S = 6.0
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    url = f"sqlite:///{tmp_path / 'latts.db'}"
+    with Database(url) as db:
+        ProfileStore(db).write(ProfileRecords(
+            hardware=(HARDWARE,), models=PROFILE.models, cost_points=PROFILE.cost_points,
+            acceptance=PROFILE.acceptance, accuracy=PROFILE.accuracy))
+    spec = tmp_path / "fam.yaml"
+    spec.write_text(SPEC_YAML)
+    return url, spec
+
+
+def invoke(*args, catch=False):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=catch)
+
+
+@pytest.mark.parametrize(
+    ("deadline", "message"),
+    [
+        ("60", "deadline '60' has no unit; write 60s, 500ms or 2m"),
+        ("-1s", "deadline '-1s' must be greater than 0; write e.g. 60s, 1.5s, 500ms or 2m"),
+        ("0", "deadline '0' must be greater than 0; write e.g. 60s, 1.5s, 500ms or 2m"),
+        ("abc", "deadline 'abc' is not a duration; write e.g. 60s, 1.5s, 500ms or 2m"),
+    ],
+)
+def test_bad_deadlines_exit_2_with_one_clear_line(deadline, message):
+    result = invoke("run", "--deadline", deadline, catch=True)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: Invalid value for '--deadline': {message}")
+
+
+def test_bad_frontier_range():
+    result = invoke("frontier", "--deadlines", "5s:1s:3", catch=True)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: Invalid value for '--deadlines': deadline range '5s:1s:3': "
+        "STOP must not be below START")
+
+
+P90 = LatencyObjective()
+
+
+def expected_optimum(latency=P90):
+    spec = StudySpec(name="fam", task="arithmetic")
+    space = build_space(PROFILE, spec)
+    return exhaustive_optimum(space, Simulator(PROFILE, spec.task), DEADLINE_S, latency)
+
+
+def test_run_prints_the_best_configuration_and_where_it_is_stored(workdir):
+    url, spec = workdir
+    result = invoke("--storage", url, "run", "--deadline", "6s", "--spec", str(spec))
+    assert result.exit_code == 0, result.output
+    optimum = expected_optimum()
+    assert "Best configurations for a 6s deadline (p90 latency)" in result.output
+    assert f"{optimum.accuracy:.1%}" in result.output
+    assert "no speculation" in result.output and "one branch" in result.output
+    assert f"Study 'fam-6s-q0.9' in {url}" in result.output.replace("\n", "")
+
+
+def test_run_json_matches_the_exhaustive_optimum(workdir):
+    url, spec = workdir
+    result = invoke("--storage", url, "run", "--deadline", "6s", "--spec", str(spec),
+                    "--mean", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    optimum = expected_optimum(LatencyObjective("mean"))
+    best = data["best"][0]
+    assert best["configuration"]["model"] == optimum.configuration.model
+    assert best["configuration"]["branches"] == optimum.configuration.branches
+    assert best["accuracy"] == optimum.accuracy
+    assert data["study"] == "fam-6s-mean" and data["latency"]["statistic"] == "mean"
+
+
+def test_infeasible_deadline_names_the_fastest_configuration(workdir):
+    url, spec = workdir
+    result = invoke("--storage", url, "run", "--deadline", "10ms", "--spec", str(spec),
+                    catch=True)
+    assert result.exit_code == 2
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("Error: no configuration meets the 10ms deadline; the fastest is "
+                           "small N=1 T=1 with p90 latency ")
+    assert line.endswith("; allow at least that much")
+
+
+def test_quantile_and_mean_together_is_a_usage_error(workdir):
+    url, spec = workdir
+    result = invoke("--storage", url, "run", "--deadline", "6s", "--spec", str(spec),
+                    "--mean", "--quantile", "0.5", catch=True)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: give --quantile or --mean, not both")
+
+
+def test_frontier_json_has_one_point_per_deadline(workdir):
+    url, spec = workdir
+    result = invoke("--storage", url, "frontier", "--deadlines", "2s:12s:6", "--spec",
+                    str(spec), "--json")
+    assert result.exit_code == 0, result.output
+    points = json.loads(result.output)
+    assert [p["deadline_s"] for p in points] == pytest.approx([2, 4, 6, 8, 10, 12])
+    accuracies = [p["best"]["accuracy"] for p in points if p["best"]]
+    assert accuracies == sorted(accuracies)
+    table = invoke("--storage", url, "frontier", "--deadlines", "2s:12s:6", "--spec",
+                   str(spec))
+    assert "* changed" in table.output
+
+
+def test_export_writes_files_and_stores_the_preset(workdir, tmp_path):
+    url, spec = workdir
+    assert invoke("--storage", url, "run", "--deadline", "6s", "--spec", str(spec)).exit_code == 0
+    out = tmp_path / "presets"
+    result = invoke("--storage", url, "export", "--study", "fam-6s-q0.9", "--format", "vllm",
+                    "-o", str(out))
+    assert result.exit_code == 0, result.output
+    (vllm_file,) = out.glob("*.vllm.yaml")
+    name = vllm_file.name.removesuffix(".vllm.yaml")
+    listed = invoke("--storage", url, "presets", "list")
+    assert listed.output.startswith(f"{name}\tstudy=fam-6s-q0.9\t")
+    shown = json.loads(invoke("--storage", url, "presets", "show", name).output)
+    assert shown["latts_preset"] == 1
+    assert shown["predicted"]["deadline_s"] == DEADLINE_S
+    assert shown["predicted"]["latency_s"] <= DEADLINE_S
+
+
+def test_export_of_an_unknown_study(workdir, tmp_path):
+    url, _ = workdir
+    result = invoke("--storage", url, "export", "--study", "nope", "-o", str(tmp_path),
+                    catch=True)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: no study named 'nope' in {url}; run `latts-tune run` first")
+
+
+@pytest.mark.parametrize("command", [["run"], ["frontier"], ["export"], ["presets"],
+                                     ["presets", "list"], ["presets", "show"]])
+def test_every_command_has_help_with_an_example(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    assert "Example: latts-tune" in result.output
+
+
+def test_importing_tuner_leaves_vllm_and_torch_out():
+    code = "import sys, tuner, tuner.cli; print(sorted({'vllm', 'torch'} & set(sys.modules)))"
+    root = Path(__file__).resolve().parents[2]
+    output = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                            text=True, check=True).stdout
+    assert output.strip() == "[]"
+
+
+@pytest.mark.skipif(not (DEFAULT_SPEC_PATH.parent / "testbed" / "profile.json.gz").exists(),
+                    reason="the shipped testbed profile is not built yet")
+def test_readme_command_on_a_fresh_database(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    result = invoke("--storage", url, "run", "--deadline", "2s", "--json")
+    assert result.exit_code == 0, result.output
+    best = json.loads(result.output)["best"][0]
+    assert best["latency_s"] <= 2.0
+    assert format_duration(2.0) == "2s"
