@@ -7,13 +7,16 @@ from profilers.acceptance import profile_acceptance
 from profilers.accuracy import check_accuracy_settings, profile_accuracy
 from profilers.decode import DecodeGrid, profile_decode
 from profilers.engine import (
+    BranchDelta,
     BranchOutput,
     Engine,
     GenerationResult,
     SamplingConfig,
     SpecCounters,
     SpeculativeConfig,
+    StreamingEngine,
 )
+from profilers.executor import ExecutionPlan, ExecutionReport, QuestionOutcome, execute
 from profilers.hardware import describe_local_hardware
 from profilers.models import read_model_record
 from profilers.pool import EnginePool, model_name
@@ -22,20 +25,26 @@ from profilers.tasks import Question, Task, get_task
 from profilers.voting import majority_vote
 
 __all__ = [
+    "BranchDelta",
     "BranchOutput",
     "DecodeGrid",
     "Engine",
     "EnginePool",
+    "ExecutionPlan",
+    "ExecutionReport",
     "GenerationResult",
     "ProgressReporter",
     "Question",
+    "QuestionOutcome",
     "SamplingConfig",
     "SilentProgress",
     "SpecCounters",
     "SpeculativeConfig",
+    "StreamingEngine",
     "Task",
     "check_accuracy_settings",
     "describe_local_hardware",
+    "execute",
     "get_task",
     "majority_vote",
     "model_name",

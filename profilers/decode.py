@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from profilers.engine import Engine, SamplingConfig
 from profilers.pool import model_name
 from profilers.progress import ProgressReporter, SilentProgress
-from storage import CostPoint, ProfileStore, UserInputError
+from storage import CostPoint, ProfileRecords, ProfileStore, UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +125,10 @@ def profile_decode(
             store.add_cost_point(point("decode", batch, context, [], status="failed",
                                        failure_reason=str(error)[:500]))
         else:
-            store.add_cost_point(point("prefill", batch, prompt, prefill_samples))
-            store.add_cost_point(point("decode", batch, context, step_samples))
+            # One transaction: a kill never leaves a prefill point without its decode point.
+            store.write(ProfileRecords(cost_points=(
+                point("prefill", batch, prompt, prefill_samples),
+                point("decode", batch, context, step_samples))))
             logger.info("%s B=%d ctx=%d: %.2f ms/step (spread %.2f)", model, batch, context,
                         1e3 * statistics.median(step_samples),
                         1e3 * (max(step_samples) - min(step_samples)))

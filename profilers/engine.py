@@ -76,6 +76,22 @@ class SpecCounters:
         )
 
 
+@dataclass(frozen=True)
+class BranchDelta:
+    """What one step added to one branch of a submitted request (streaming interface).
+
+    `text` and `new_tokens` are the increment since the previous delta; `finish_reason` is
+    set on the branch's last delta ("stop", "length", ...).
+    """
+
+    request_id: str
+    branch_index: int
+    text: str
+    new_tokens: int
+    finish_reason: str | None
+    prompt_tokens: int
+
+
 class Engine(Protocol):
     """A running inference engine for one model and one speculative configuration."""
 
@@ -102,4 +118,28 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Shut the engine down and free its memory."""
+        ...
+
+
+class StreamingEngine(Engine, Protocol):
+    """An engine driven request by request and step by step, as a serving stack drives it.
+
+    The executor submits requests, calls `step` while any is running and aborts requests
+    at a deadline through the engine's own abort.
+    """
+
+    def submit(self, request_id: str, prompt: str, sampling: SamplingConfig) -> None:
+        """Queue one request of `sampling.n` branches; returns at once."""
+        ...
+
+    def step(self) -> list[BranchDelta]:
+        """Run until the engine has new output; return the branches' increments."""
+        ...
+
+    def abort(self, request_ids: list[str]) -> None:
+        """Stop every branch of these requests; they produce no further deltas."""
+        ...
+
+    def has_unfinished(self) -> bool:
+        """Whether any submitted request still has a running branch."""
         ...

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from profilers.engine import (
+    BranchDelta,
     BranchOutput,
     GenerationResult,
     SamplingConfig,
@@ -84,22 +85,37 @@ class VllmEngine:
     def generate(
         self, prompts: list[str] | list[list[int]], sampling: SamplingConfig
     ) -> list[GenerationResult]:
-        from vllm import SamplingParams
-
-        params = SamplingParams(
-            n=sampling.n,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-            seed=sampling.seed,
-            ignore_eos=sampling.ignore_eos,
-        )
+        params = _sampling_params(sampling)
         inputs = [
             {"prompt_token_ids": prompt} if isinstance(prompt, list) else prompt
             for prompt in prompts
         ]
         outputs = self._llm.generate(inputs, params, use_tqdm=False)
         return [_to_result(output) for output in outputs]
+
+    def submit(self, request_id: str, prompt: str, sampling: SamplingConfig) -> None:
+        from vllm.sampling_params import RequestOutputKind
+
+        # DELTA: every step reports only new tokens, so a branch's finish is seen at once.
+        params = _sampling_params(sampling, output_kind=RequestOutputKind.DELTA)
+        self._llm.llm_engine.add_request(request_id, prompt, params)
+
+    def step(self) -> list[BranchDelta]:
+        deltas = []
+        for output in self._llm.llm_engine.step():
+            prompt_tokens = len(output.prompt_token_ids or ())
+            for completion in output.outputs:
+                deltas.append(BranchDelta(output.request_id, completion.index, completion.text,
+                                          len(completion.token_ids), completion.finish_reason,
+                                          prompt_tokens))
+        return deltas
+
+    def abort(self, request_ids: list[str]) -> None:
+        # External ids: vLLM aborts every child branch of a parallel-sampling request.
+        self._llm.llm_engine.abort_request(request_ids)
+
+    def has_unfinished(self) -> bool:
+        return self._llm.llm_engine.has_unfinished_requests()
 
     def speculative_counters(self) -> SpecCounters:
         totals = dict.fromkeys(_COUNTER_NAMES.values(), 0)
@@ -139,6 +155,20 @@ def engine_version() -> str:
         except PackageNotFoundError:
             continue
     raise UserInputError("vLLM is not installed; install latts-tune with the cpu or gpu extra")
+
+
+def _sampling_params(sampling: SamplingConfig, **extra):
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        n=sampling.n,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        max_tokens=sampling.max_tokens,
+        seed=sampling.seed,
+        ignore_eos=sampling.ignore_eos,
+        **extra,
+    )
 
 
 def _to_result(output) -> GenerationResult:

@@ -17,6 +17,7 @@ from storage.records import (
     PresetRecord,
     ProfileSet,
     ProfileSummary,
+    ValidationRecord,
 )
 from storage.transfer import (
     FORMAT_VERSION,
@@ -25,6 +26,7 @@ from storage.transfer import (
     read_profile_file,
     tool_version,
 )
+from storage.validations import ValidationStore
 
 __all__ = [
     "FORMAT_VERSION",
@@ -47,6 +49,8 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "UserInputError",
+    "ValidationRecord",
+    "ValidationStore",
     "describe_model",
     "export_profiles",
     "import_profiles",

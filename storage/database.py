@@ -91,6 +91,27 @@ class Database:
         finally:
             session.close()
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only session whose queries all see one committed state, however many.
+
+        Readers (`profiles list`, reports) run several queries; writers commit between them.
+        PostgreSQL: a REPEATABLE READ transaction; SQLite: one explicit read transaction.
+        """
+        with self._engine.connect() as connection:
+            if self.dialect_name == "postgresql":
+                connection = connection.execution_options(isolation_level="REPEATABLE READ")
+            elif self.dialect_name == "sqlite":
+                connection.exec_driver_sql("BEGIN")
+            session = Session(bind=connection)
+            try:
+                yield session
+            except SQLAlchemyError as error:
+                raise self._translate(error) from error
+            finally:
+                session.close()
+                connection.rollback()
+
     def close(self) -> None:
         """Release every pooled connection."""
         self._engine.dispose()

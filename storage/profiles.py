@@ -219,8 +219,11 @@ class ProfileStore:
         return ProfileRecords(hardware=(hardware,), models=models, **measurements)
 
     def summaries(self) -> list[ProfileSummary]:
-        """One summary per (hardware, engine, model) with measurements, sorted."""
-        with self._db.session() as session:
+        """One summary per (hardware, engine, model) with measurements, sorted.
+
+        All counts come from one snapshot, so concurrent writers never show half a write.
+        """
+        with self._db.snapshot() as session:
             cost_counts = _cost_counts(session)
             drafts = _acceptance_drafts(session)
             accuracy = _accuracy_shapes(session)

@@ -127,6 +127,47 @@ class PresetRecord:
 
 
 @dataclass(frozen=True)
+class ValidationRecord:
+    """A preset run on the real engine over held-out questions: predicted vs measured.
+
+    Fractions of questions and seconds. `latencies_s` and `correct` are the raw
+    per-question measurements in question order; `id` is set by the store.
+    """
+
+    preset_name: str
+    task: str
+    split: str
+    seed: int
+    hardware_fingerprint: str
+    engine_version: str
+    tool_version: str
+    predicted_accuracy: float
+    predicted_accuracy_low: float
+    predicted_accuracy_high: float
+    predicted_mean_latency_s: float
+    predicted_p50_latency_s: float
+    predicted_p90_latency_s: float
+    measured_accuracy: float
+    measured_accuracy_low: float
+    measured_accuracy_high: float
+    measured_mean_latency_s: float
+    measured_p50_latency_s: float
+    measured_p90_latency_s: float
+    latencies_s: tuple[float, ...]
+    correct: tuple[bool, ...]
+    aborted_branches: int = 0
+    # 95% range predicted for a measurement on this many new questions
+    expected_accuracy_low: float | None = None
+    expected_accuracy_high: float | None = None
+    id: int | None = None
+    created_at: datetime | None = None
+
+    @property
+    def questions(self) -> int:
+        return len(self.latencies_s)
+
+
+@dataclass(frozen=True)
 class ProfileSummary:
     """Counts of what is measured for one model on one hardware/engine pair."""
 

@@ -14,8 +14,10 @@ import click
 from storage.errors import UserInputError
 from tuner.cli_profile import profile
 from tuner.cli_profiles import profiles
-from tuner.cli_study import export, frontier, presets, run
+from tuner.cli_review import dashboard, report
+from tuner.cli_study import export, frontier, presets, run, worker
 from tuner.cli_testbed import testbed
+from tuner.cli_validate import validate
 
 DEFAULT_STORAGE = "sqlite:///latts-tune.db"
 
@@ -66,3 +68,7 @@ cli.add_command(run)
 cli.add_command(frontier)
 cli.add_command(export)
 cli.add_command(presets)
+cli.add_command(worker)
+cli.add_command(dashboard)
+cli.add_command(report)
+cli.add_command(validate)

@@ -67,3 +67,26 @@ def interrupt_message(store: ProfileStore) -> Iterator[None]:
         click.echo(f"\nInterrupted: every finished point is stored in {store.url}; "
                    "rerun the same command to resume.", err=True)
         raise SystemExit(130) from None
+
+
+def measure_engine_pool():
+    """An EnginePool of vLLM engines for measure mode: two live, so trials alternating
+    between two engines do not restart them."""
+    from profilers import EnginePool
+    from profilers.vllm_engine import VllmEngine
+
+    def start(model: str, speculative) -> VllmEngine:
+        return VllmEngine(model, speculative)
+
+    return EnginePool(start, max_live=2)
+
+
+@contextlib.contextmanager
+def interrupt_message_for_study() -> Iterator[None]:
+    """On Ctrl-C, say that finished trials are kept and a rerun continues; exit code 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted: finished trials are stored; rerun the same command to "
+                   "continue the study.", err=True)
+        raise SystemExit(130) from None

@@ -71,11 +71,21 @@ def _console():
 @_json_option
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
               help="How many of the best configurations to show.")
+@click.option("--mode", type=click.Choice(["predict", "measure"]), default="predict",
+              show_default=True,
+              help="predict: score with the simulator; measure: run trials on the engine.")
+@click.option("--budget-trials", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Measure mode: trials to complete (a rerun continues the study).")
+@click.option("--questions", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Measure mode: held-out questions per trial.")
 @click.pass_context
-def run(ctx, deadline, spec_path, quantile, mean, cutoff, study_name, as_json, top):
-    """Find the most accurate configuration whose predicted latency meets the deadline.
+def run(ctx, deadline, spec_path, quantile, mean, cutoff, study_name, as_json, top, mode,
+        budget_trials, questions):
+    """Find the most accurate configuration whose latency meets the deadline.
 
     Example: latts-tune run --deadline 2s
+
+    On the engine: latts-tune run --deadline 2s --mode measure --budget-trials 8
     """
     from tuner.report import outcome_footer, outcome_json, outcome_table
     from tuner.service import tune
@@ -84,6 +94,10 @@ def run(ctx, deadline, spec_path, quantile, mean, cutoff, study_name, as_json, t
     _quiet_optuna()
     spec = load_spec(spec_path)
     latency = _latency(spec, quantile, mean, cutoff)
+    if mode == "measure":
+        _run_measured(ctx, spec, deadline, latency, study_name, as_json, budget_trials,
+                      questions)
+        return
     _, outcome = tune(_open_database(ctx), spec, deadline, latency, study_name)
     if as_json:
         click.echo(json.dumps(outcome_json(outcome, top), indent=2))
@@ -91,6 +105,27 @@ def run(ctx, deadline, spec_path, quantile, mean, cutoff, study_name, as_json, t
     console = _console()
     console.print(outcome_table(outcome, top))
     console.print(outcome_footer(outcome))
+
+
+def _run_measured(ctx, spec, deadline, latency, study_name, as_json, budget_trials,
+                  questions):
+    from tuner.cli_common import interrupt_message_for_study, measure_engine_pool
+    from tuner.measure import MeasureSettings, measure_study
+    from tuner.progress import RichProgress
+    from tuner.report_validation import measured_footer, measured_json, measured_table
+
+    measuring = MeasureSettings(budget_trials=budget_trials, questions=questions)
+    database = _open_database(ctx)
+    with measure_engine_pool() as pool, RichProgress() as progress, \
+            interrupt_message_for_study():
+        outcome = measure_study(database, spec, deadline, latency, measuring, pool,
+                                study_name=study_name, progress=progress)
+    if as_json:
+        click.echo(json.dumps(measured_json(outcome), indent=2))
+        return
+    console = _console()
+    console.print(measured_table(outcome))
+    console.print(measured_footer(outcome))
 
 
 @click.command()
@@ -182,4 +217,54 @@ def presets_show(ctx, name):
     click.echo(json.dumps(record.body, indent=2))
 
 
-COMMANDS = (run, frontier, export, presets)
+@click.command()
+@click.option("--study", "study_name", required=True,
+              help="Study to join; created when missing (needs --deadline).")
+@_spec_option
+@click.option("--deadline", type=Duration(), default=None,
+              help="Deadline of a new study [default: the stored study's].")
+@_quantile_option
+@_mean_option
+@_cutoff_option
+@click.option("--n-trials", type=click.IntRange(min=1), default=None,
+              help="Budget of complete trials for a new study [default: the space's size, "
+                   "at most the spec's max_trials].")
+@click.option("--heartbeat-seconds", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How often a running trial records that its worker is alive.")
+@click.option("--grace-seconds", type=click.IntRange(min=2), default=30, show_default=True,
+              help="A running trial silent this long is failed and retried by another worker.")
+@click.option("--min-trial-seconds", type=click.FloatRange(min=0), default=0.0,
+              help="Pace trials: each holds its slot at least this long (spreads the load "
+                   "on a shared database; the fault tests use it to catch a trial running).")
+@click.option("--storage", "storage_url", default=None,
+              help="Database URL (same as the global --storage), e.g. postgresql://host/db.")
+@click.pass_context
+def worker(ctx, study_name, spec_path, deadline, quantile, mean, cutoff, n_trials,
+           heartbeat_seconds, grace_seconds, min_trial_seconds, storage_url):
+    """Join a study on a shared database and run trials until its budget is complete.
+
+    Example: latts-tune worker --study tb-2s --deadline 2s
+    """
+    from tuner.service import work_on_study
+    from tuner.spec import load_spec
+    from tuner.workers import WorkerOptions, quiet_worker_warnings
+
+    _quiet_optuna()
+    quiet_worker_warnings()
+    if storage_url:
+        ctx.obj["storage"] = storage_url
+    spec = load_spec(spec_path)
+    options = WorkerOptions(heartbeat_seconds, grace_seconds, min_trial_s=min_trial_seconds)
+    try:
+        report = work_on_study(_open_database(ctx), spec, study_name, deadline,
+                               _latency(spec, quantile, mean, cutoff), n_trials, options)
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted: the running trial is marked failed; completed trials are "
+                   "stored and other workers go on.", err=True)
+        raise SystemExit(130) from None
+    click.echo(f"worker {report.worker}: {report.completed} trials completed "
+               f"({report.pruned} pruned); study {report.study_name} has "
+               f"{report.study_complete}/{report.budget} complete trials")
+
+
+COMMANDS = (run, frontier, export, presets, worker)

@@ -20,14 +20,15 @@ def testbed() -> None:
 
 @testbed.command()
 @click.option("--seed", type=int, default=0, show_default=True)
-def train(seed: int) -> None:
+@click.option("--only", multiple=True, help="Train only this model (repeat for several).")
+def train(seed: int, only: tuple[str, ...]) -> None:
     """Train the testbed family deterministically into studies/testbed/models (CPU).
 
     Example: latts-tune testbed train --seed 0
     """
     from profilers.testbed.train import train_family
 
-    click.echo(json.dumps(train_family(seed), indent=2))
+    click.echo(json.dumps(train_family(seed, only), indent=2))
 
 
 @testbed.command()

@@ -129,6 +129,17 @@ def cost_points_by_key(profile: ProfileSet) -> dict[CostKey, list[CostPoint]]:
     return groups
 
 
+def smallest_failed_batches(profile: ProfileSet) -> dict[CostKey, int]:
+    """Per slice, the smallest batch size the engine failed at (e.g. out of memory)."""
+    smallest: dict[CostKey, int] = {}
+    for point in profile.cost_points:
+        if point.status == "ok":
+            continue
+        key = CostKey(point.model, point.draft, point.gamma if point.draft else 0, point.phase)
+        smallest[key] = min(point.batch_size, smallest.get(key, point.batch_size))
+    return smallest
+
+
 def fit_cost_model(key: CostKey, points: list[CostPoint]) -> StepCostModel:
     """Fit one model on the medians of `points`."""
     X = np.array([(point.batch_size, point.context_tokens) for point in points], dtype=float)

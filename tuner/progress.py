@@ -18,8 +18,12 @@ class RichProgress:
             console=Console(stderr=True),
         )
         self._task = None
+        self._started = False
 
     def start(self, description: str, total: int) -> None:
+        if not self._started:  # drawn from the first stage on: no blank line before errors
+            self._progress.start()
+            self._started = True
         self._task = self._progress.add_task(description, total=total)
 
     def advance(self, units: int = 1) -> None:
@@ -27,8 +31,8 @@ class RichProgress:
             self._progress.advance(self._task, units)
 
     def __enter__(self) -> RichProgress:
-        self._progress.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()

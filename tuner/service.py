@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +14,12 @@ from storage import (
     PresetStore,
     ProfileSet,
     ProfileStore,
+    StorageUnavailable,
     UserInputError,
     import_profiles,
     read_profile_file,
 )
+from tuner.dashboard import save_study_figures
 from tuner.presets import Preset, build_preset, write_preset
 from tuner.simulator import LatencyObjective, Simulator
 from tuner.space import SearchSpace, build_space
@@ -27,6 +31,14 @@ from tuner.study import (
     frontier,
     load_trial,
     run_study,
+)
+from tuner.workers import (
+    WorkerOptions,
+    WorkerReport,
+    open_worker_study,
+    run_worker,
+    stored_latency,
+    study_exists,
 )
 
 logger = logging.getLogger(__name__)
@@ -86,9 +98,43 @@ def tune(db: Database, spec: StudySpec, deadline_s: float, latency: LatencyObjec
     """Run (or resume) the study of `spec` at `deadline_s`."""
     workspace = open_workspace(db, spec)
     settings = StudySettings.create(spec, workspace.profile, deadline_s, latency)
-    outcome = run_study(db.url, workspace.space, workspace.simulator, settings,
-                        study_name=study_name, max_trials=spec.max_trials)
+    with optuna_storage_errors(db):
+        outcome = run_study(db.url, workspace.space, workspace.simulator, settings,
+                            study_name=study_name, max_trials=spec.max_trials,
+                            on_finish=save_study_figures)  # for `latts-tune dashboard`
     return workspace, outcome
+
+
+@contextmanager
+def optuna_storage_errors(db: Database) -> Iterator[None]:
+    """Optuna's failed commits (e.g. a read-only database) as our one-line storage error."""
+    from optuna.exceptions import StorageInternalError
+
+    try:
+        yield
+    except StorageInternalError as error:
+        cause = error.__cause__ or error
+        raise StorageUnavailable(f"database {db.display_url!r} refused a write: "
+                                 f"{str(cause).strip().splitlines()[0]}; check that it is "
+                                 "writable") from error
+
+
+def work_on_study(db: Database, spec: StudySpec, study_name: str, deadline_s: float | None,
+                  latency: LatencyObjective, n_trials: int | None,
+                  options: WorkerOptions) -> WorkerReport:
+    """Join (or create, given a deadline) `study_name` and run trials until its budget is met."""
+    workspace = open_workspace(db, spec)
+    if deadline_s is None and not study_exists(db.url, study_name):
+        raise UserInputError(f"study {study_name!r} does not exist in {db.display_url}; give "
+                             "--deadline (e.g. --deadline 2s) to create it")
+    with optuna_storage_errors(db):
+        study = open_worker_study(db.url, study_name, options)
+    if deadline_s is None:
+        deadline_s, latency = stored_latency(study)
+    settings = StudySettings.create(spec, workspace.profile, deadline_s, latency)
+    default = min(len(workspace.space), spec.max_trials or len(workspace.space))
+    return run_worker(study, workspace.space, workspace.simulator, settings, n_trials, default,
+                      options.min_trial_s)
 
 
 def deadline_frontier(db: Database, spec: StudySpec, deadlines_s: tuple[float, ...],

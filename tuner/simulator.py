@@ -296,6 +296,17 @@ class Simulator:
             subsets=draw.lengths.shape[1],
         )
 
+    def per_question_accuracy(self, config: Configuration, deadline_s: float | None = None
+                              ) -> np.ndarray:
+        """P(vote correct) per profiled question over its subsets; `deadline_s` = cutoff."""
+        table = self.table(config.model, config.temperature)
+        draw = self._draw(config, table)
+        finished = None
+        if deadline_s is not None:
+            prefill_s, segment_s = self._timings(table, config, draw)
+            finished = prefill_s[:, None, None] + np.cumsum(segment_s, axis=2) <= deadline_s
+        return _majority_correct(draw.codes, finished, table.code_correct).mean(axis=1)
+
     def _timings(self, table: AccuracyTable, config: Configuration, draw: _Draw):
         """Prefill seconds [Q] and decode seconds per segment [Q, S, N]."""
         n = config.branches
@@ -394,6 +405,21 @@ def _majority_correct(codes: np.ndarray, finished: np.ndarray | None,
     has_vote = counts.max(axis=2) > 0
     winner_correct = np.take_along_axis(code_correct[:, None, :], winner[..., None], axis=2)
     return has_vote & winner_correct[..., 0]
+
+
+def predictive_interval(per_question: np.ndarray, questions: int, seed: int = 0,
+                        draws: int = 2000) -> tuple[float, float]:
+    """95% interval of the accuracy a run on `questions` new questions would measure.
+
+    Questions are drawn from the profiled ones and each vote is correct with its profiled
+    probability, so the interval holds both question sampling and branch sampling (the
+    bootstrap interval of `score` holds only the profile's own question sampling).
+    """
+    rng = np.random.default_rng([seed, questions, len(per_question)])
+    chosen = per_question[rng.integers(0, len(per_question), size=(draws, questions))]
+    measured = (rng.random(chosen.shape) < chosen).mean(axis=1)
+    low, high = np.quantile(measured, [0.025, 0.975])
+    return float(low), float(high)
 
 
 def _statistic(latency_s: np.ndarray, objective: LatencyObjective) -> float:

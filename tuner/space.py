@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ import optuna
 
 from storage.errors import UserInputError
 from storage.records import ProfileSet
-from tuner.cost_model import CostKey, cost_points_by_key
+from tuner.cost_model import CostKey, cost_points_by_key, smallest_failed_batches
 from tuner.simulator import Configuration
 from tuner.spec import StudySpec
 
@@ -25,6 +26,13 @@ class ModelSpace:
     max_branches: int
     min_branches: int
     drafts: tuple[tuple[str, tuple[int, ...]], ...]  # (draft, gammas)
+    # (draft, gamma, most branches) where a draft slice measured (or ran) fewer batches
+    draft_max_branches: tuple[tuple[str, int, int], ...] = ()
+
+    def fits(self, draft: str, gamma: int, branches: int) -> bool:
+        """Whether `branches` is within what the (draft, gamma) slice can be costed at."""
+        return all(branches <= most for d, g, most in self.draft_max_branches
+                   if (d, g) == (draft, gamma))
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,8 @@ class SearchSpace:
                     yield Configuration(entry.model, n, None, 0, temperature)
                     for draft, gammas in entry.drafts:
                         for gamma in gammas:
-                            yield Configuration(entry.model, n, draft, gamma, temperature)
+                            if entry.fits(draft, gamma, n):
+                                yield Configuration(entry.model, n, draft, gamma, temperature)
 
     def contains(self, config: Configuration) -> bool:
         return config in set(self._iterate())
@@ -108,7 +117,8 @@ def build_space(profile: ProfileSet, spec: StudySpec) -> SearchSpace:
     entries = [_model_space(profile, spec, samples, model) for model in models]
     space = SearchSpace(tuple(e for e in entries if e is not None))
     if not space.models:
-        raise UserInputError("the study spec leaves no configuration to search; widen it")
+        raise UserInputError(_too_few_samples(samples, models, spec.branches.min)
+                             or "the study spec leaves no configuration to search; widen it")
     return space
 
 
@@ -122,13 +132,17 @@ def _model_space(profile, spec, samples, model) -> ModelSpace | None:
         key = (sample.question_id, sample.temperature)
         per_question[key] = per_question.get(key, 0) + 1
     k = min(per_question.values())
-    points = cost_points_by_key(profile)
+    points = _usable_points(profile)
     plain = _max_batch(points, model, None, 0)
     max_branches = min(k, plain, spec.branches.max or k)
     if not temperatures or max_branches < spec.branches.min:
         return None
     drafts = _drafts(profile, spec, model, points)
-    return ModelSpace(model, tuple(temperatures), max_branches, spec.branches.min, drafts)
+    limits = tuple((draft, gamma, _max_batch(points, model, draft, gamma))
+                   for draft, gammas in drafts for gamma in gammas
+                   if _max_batch(points, model, draft, gamma) < max_branches)
+    return ModelSpace(model, tuple(temperatures), max_branches, spec.branches.min, drafts,
+                      limits)
 
 
 def _drafts(profile, spec, model, points) -> tuple[tuple[str, tuple[int, ...]], ...]:
@@ -148,9 +162,28 @@ def _drafts(profile, spec, model, points) -> tuple[tuple[str, tuple[int, ...]], 
     return tuple(result)
 
 
+def _usable_points(profile: ProfileSet) -> dict[CostKey, list]:
+    """Successful decode points below the smallest batch the engine failed at: a batch that
+    ran out of memory once is not offered again, at any context."""
+    failed = smallest_failed_batches(profile)
+    return {key: [p for p in points if p.batch_size < failed.get(key, p.batch_size + 1)]
+            for key, points in cost_points_by_key(profile).items()}
+
+
 def _max_batch(points, model: str, draft: str | None, gamma: int) -> int:
     measured = points.get(CostKey(model, draft, gamma, "decode"), [])
     return max((p.batch_size for p in measured), default=0)
+
+
+def _too_few_samples(samples, models: list[str], min_branches: int) -> str | None:
+    """The message when every model has fewer samples per question than branches.min."""
+    per_question = Counter((s.model, s.question_id, s.temperature) for s in samples)
+    most = max((min(n for (m, _, _), n in per_question.items() if m == model)
+                for model in models), default=0)
+    if most >= min_branches:
+        return None
+    return (f"branches.min is {min_branches} but the accuracy profile has {most} samples per "
+            f"question; lower branches.min or profile accuracy with --samples {min_branches}")
 
 
 def _narrow(field: str, wanted: list[str] | None, profiled: list[str]) -> list[str]:
@@ -172,4 +205,5 @@ def _entry_has(entry: ModelSpace, config: Configuration) -> bool:
         return False
     if config.draft is None:
         return True
-    return any(d == config.draft and config.gamma in g for d, g in entry.drafts)
+    return (any(d == config.draft and config.gamma in g for d, g in entry.drafts)
+            and entry.fits(config.draft, config.gamma, config.branches))

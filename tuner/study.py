@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import optuna
@@ -142,9 +142,12 @@ def objective(trial: optuna.Trial, space: SearchSpace, simulator: Simulator,
     return result.accuracy
 
 
-def open_rdb_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's storage on the project database (WAL + normal sync on SQLite for speed)."""
-    storage = optuna.storages.RDBStorage(url)
+def open_rdb_storage(url: str, **options) -> optuna.storages.RDBStorage:
+    """Optuna's storage on the project database (WAL + normal sync on SQLite for speed).
+
+    `options` go to RDBStorage (e.g. heartbeat_interval, grace_period).
+    """
+    storage = optuna.storages.RDBStorage(url, **options)
     if storage.engine.dialect.name == "sqlite":
         from sqlalchemy import event
 
@@ -170,8 +173,13 @@ def run_study(
     *,
     study_name: str | None = None,
     max_trials: int | None = None,
+    on_finish: Callable[[optuna.Study, StudySettings, list[FrozenTrial]], None] | None = None,
 ) -> StudyOutcome:
-    """Create or resume the study and return its outcome; NoFeasibleConfiguration if none."""
+    """Create or resume the study and return its outcome; NoFeasibleConfiguration if none.
+
+    `on_finish(study, settings, trials)` runs once the trials are stored (e.g. to save
+    dashboard figures), with the completed trials of the current space.
+    """
     name = study_name or study_name_for(settings.spec_name, settings.deadline_s,
                                         settings.objective)
     study = optuna.create_study(storage=open_rdb_storage(storage_url), study_name=name,
@@ -192,12 +200,18 @@ def run_study(
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
               if configuration_from_params(t.params) in in_space]
     logger.info("study %s: %d trials (%d new)", name, len(trials), len(new))
+    if on_finish is not None:
+        on_finish(study, settings, trials)
     return _outcome(name, storage_url, settings, trials, len(new), exhaustive)
 
 
 def _check_settings(study: optuna.Study, settings: StudySettings) -> None:
+    check_study_attrs(study, asdict(settings))
+
+
+def check_study_attrs(study: optuna.Study, wanted: dict) -> None:
+    """Store `wanted` on a new study; refuse a stored study whose attributes differ."""
     stored = study.user_attrs
-    wanted = asdict(settings)
     if not stored:
         for key, value in wanted.items():
             study.set_user_attr(key, value)

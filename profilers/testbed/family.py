@@ -39,8 +39,8 @@ FAMILY = (
     ModelSize("tb-draft", "draft", hidden_size=64, num_layers=1, num_heads=2, train_steps=600),
     ModelSize("tb-small", "target", hidden_size=128, num_layers=2, num_heads=4, train_steps=900),
     ModelSize("tb-medium", "target", hidden_size=128, num_layers=4, num_heads=4, train_steps=900),
-    ModelSize("tb-large", "target", hidden_size=192, num_layers=12, num_heads=6,
-              train_steps=1200),
+    ModelSize("tb-large", "target", hidden_size=128, num_layers=12, num_heads=4,
+              train_steps=1000),
 )
 
 

@@ -21,6 +21,7 @@ from profilers.testbed.family import (
     build_tokenizer,
     model_dir,
 )
+from storage import UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -109,28 +110,41 @@ def train_model(size: ModelSize, seed: int, out_dir: Path) -> float:
     return loss_value
 
 
-def train_family(seed: int = 0) -> dict:
-    """Train every testbed model into studies/testbed/models/; write training.json."""
+def train_family(seed: int = 0, only: tuple[str, ...] = ()) -> dict:
+    """Train the testbed models (all, or those in `only`) into studies/testbed/models/.
+
+    Writes training.json with each model's steps, final loss and seconds; models trained
+    by an earlier run keep their entries, so the file always describes the shipped weights.
+    """
     import torch
 
     from profilers.hardware import describe_local_hardware
 
+    unknown = set(only) - {size.name for size in FAMILY}
+    if unknown:
+        raise UserInputError(f"unknown testbed model(s) {sorted(unknown)}; "
+                             f"known: {[size.name for size in FAMILY]}")
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True)
-    started = time.perf_counter()
-    runs = {}
+    summary_file = MODELS_DIR / "training.json"
+    summary = json.loads(summary_file.read_text()) if only and summary_file.exists() else {}
+    runs = summary.get("models", {})
     for size in FAMILY:
+        if only and size.name not in only:
+            continue
+        started = time.perf_counter()
         final_loss = train_model(size, seed, model_dir(size.name))
-        runs[size.name] = {"steps": size.train_steps, "final_loss": final_loss}
+        runs[size.name] = {"steps": size.train_steps, "final_loss": final_loss,
+                           "seconds": time.perf_counter() - started}
     hardware = describe_local_hardware()
     summary = {
         "command": "latts-tune testbed train",
         "seed": seed,
-        "seconds": time.perf_counter() - started,
+        "seconds": sum(run["seconds"] for run in runs.values()),
         "machine": f"{hardware.cpu_model}, {hardware.cpu_cores} cores",
         "models": runs,
     }
-    (MODELS_DIR / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary_file.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 

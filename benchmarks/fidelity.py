@@ -1,0 +1,162 @@
+"""Fidelity of the simulator: predicted vs measured latency (p50, p90) and accuracy.
+
+For configurations spread over the testbed models, N in 1..16 and gamma in 0..4, run the
+executor on held-out questions (validation split) on the real engine and compare with the
+simulator's predictions from the shipped profile. Targets (issue 4): median absolute
+latency error <= 10% (stretch 5%), none above 25%; measured accuracy inside the predicted
+95% interval for >= 90% of configurations. Writes benchmarks/results/fidelity.json and .md
+with the machine description and the command.
+
+Usage: python benchmarks/fidelity.py [--questions 60] [--spec studies/testbed.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine_runs import (  # noqa: E402
+    RESULTS,
+    machine_description,
+    measure_all,
+    open_testbed,
+    relative_error,
+)
+
+from tuner.simulator import Configuration  # noqa: E402
+
+D = "tb-draft"
+CONFIGURATIONS = (  # (model, N, draft, gamma), grouped by engine
+    ("tb-small", 1, None, 0), ("tb-small", 4, None, 0), ("tb-small", 16, None, 0),
+    ("tb-small", 8, D, 2),
+    ("tb-medium", 1, None, 0), ("tb-medium", 8, None, 0),
+    ("tb-medium", 2, D, 1), ("tb-medium", 16, D, 4),
+    ("tb-large", 1, None, 0), ("tb-large", 4, None, 0), ("tb-large", 16, None, 0),
+    ("tb-large", 1, D, 3), ("tb-large", 4, D, 4), ("tb-large", 12, D, 4),
+    ("tb-large", 8, D, 2),
+)
+
+
+def main() -> None:
+    args = parse_args()
+    workspace = open_testbed(args.spec, RESULTS / "benchmarks.db")
+    temperature = workspace.space.models[0].temperatures[0]
+    configs = [Configuration(m, n, d, g, temperature) for m, n, d, g in CONFIGURATIONS]
+    measured = measure_all(workspace, configs, args.questions)
+    rows = [row_of(config, measured[config]) for config in configs]
+    summary = summarize(rows)
+    result = {
+        "command": " ".join(["python", *sys.argv]),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "machine": machine_description(),
+        "questions": args.questions, "split": "validation",
+        "summary": summary, "configurations": rows,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "fidelity.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "fidelity.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def row_of(config: Configuration, run: dict) -> dict:
+    predicted, measured = run["predicted"], run["measured"]
+    accuracy = measured["accuracy"]
+    return {
+        "configuration": config.label(),
+        "predicted_p50_s": predicted["p50_latency_s"], "measured_p50_s": measured["p50_latency_s"],
+        "p50_error": relative_error(predicted["p50_latency_s"], measured["p50_latency_s"]),
+        "predicted_p90_s": predicted["p90_latency_s"], "measured_p90_s": measured["p90_latency_s"],
+        "p90_error": relative_error(predicted["p90_latency_s"], measured["p90_latency_s"]),
+        "predicted_mean_s": predicted["mean_latency_s"],
+        "measured_mean_s": measured["mean_latency_s"],
+        "predicted_accuracy": predicted["accuracy"],
+        "predicted_interval": [predicted["accuracy_low"], predicted["accuracy_high"]],
+        "expected_range": [predicted["expected_low"], predicted["expected_high"]],
+        "measured_accuracy": accuracy,
+        "measured_interval": [measured["accuracy_low"], measured["accuracy_high"]],
+        "inside_predicted_interval":
+            predicted["accuracy_low"] <= accuracy <= predicted["accuracy_high"],
+        "inside_expected_range":
+            predicted["expected_low"] <= accuracy <= predicted["expected_high"],
+        "diagnostics": run["diagnostics"],
+    }
+
+
+def summarize(rows: list[dict]) -> dict:
+    errors = [abs(r[key]) for r in rows for key in ("p50_error", "p90_error")]
+    inside = sum(r["inside_predicted_interval"] for r in rows)
+    expected = sum(r["inside_expected_range"] for r in rows)
+    return {
+        "configurations": len(rows),
+        "median_abs_latency_error": statistics.median(errors),
+        "median_abs_p50_error": statistics.median(abs(r["p50_error"]) for r in rows),
+        "median_abs_p90_error": statistics.median(abs(r["p90_error"]) for r in rows),
+        "max_abs_latency_error": max(errors),
+        "over_25_percent": sum(e > 0.25 for e in errors),
+        "accuracy_inside_predicted_interval": inside / len(rows),
+        "accuracy_inside_expected_range": expected / len(rows),
+        "targets_met": {
+            "median_abs_latency_error<=10%": statistics.median(errors) <= 0.10,
+            "none_above_25%": max(errors) <= 0.25,
+            "accuracy_inside_interval>=90%": inside / len(rows) >= 0.9,
+        },
+    }
+
+
+def markdown(result: dict) -> str:
+    machine, summary = result["machine"], result["summary"]
+    lines = [
+        "# Simulator fidelity on the testbed", "",
+        f"`{result['command']}` — {result['finished_at']}", "",
+        f"- machine: {machine['cpu_model']}, {machine['cpu_cores']} cores, "
+        f"{machine['memory_gib']} GiB; {machine['engine']}; Python {machine['python']}",
+        f"- {machine['note']} (load average at the end: "
+        f"{', '.join(f'{x:.2f}' for x in machine['load_average'])})",
+        f"- {result['questions']} {result['split']} questions per configuration, one "
+        "request at a time; predictions from the shipped profile (heldout split)", "",
+        "| configuration | p50 pred | p50 meas | err | p90 pred | p90 meas | err "
+        "| accuracy pred (95% CI) | expected range on these questions | measured | inside CI |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|",
+    ]
+    for r in result["configurations"]:
+        low, high = r["predicted_interval"]
+        expected_low, expected_high = r["expected_range"]
+        lines.append(
+            f"| {r['configuration']} | {r['predicted_p50_s']:.3f} | {r['measured_p50_s']:.3f} "
+            f"| {r['p50_error']:+.1%} | {r['predicted_p90_s']:.3f} | {r['measured_p90_s']:.3f} "
+            f"| {r['p90_error']:+.1%} | {r['predicted_accuracy']:.3f} ({low:.3f}-{high:.3f}) "
+            f"| {expected_low:.3f}-{expected_high:.3f} | {r['measured_accuracy']:.3f} "
+            f"| {'yes' if r['inside_predicted_interval'] else 'no'} |")
+    met = summary["targets_met"]
+    lines += [
+        "", "## Summary", "",
+        f"- median |latency error| (p50 and p90): {summary['median_abs_latency_error']:.1%} "
+        f"(p50 {summary['median_abs_p50_error']:.1%}, p90 {summary['median_abs_p90_error']:.1%})"
+        f" — target <= 10%: {'met' if met['median_abs_latency_error<=10%'] else 'MISSED'}",
+        f"- largest |latency error|: {summary['max_abs_latency_error']:.1%}, "
+        f"{summary['over_25_percent']} above 25% — target none: "
+        f"{'met' if met['none_above_25%'] else 'MISSED'}",
+        f"- measured accuracy inside the predicted 95% interval: "
+        f"{summary['accuracy_inside_predicted_interval']:.0%} — target >= 90%: "
+        f"{'met' if met['accuracy_inside_interval>=90%'] else 'MISSED'}",
+        f"- measured accuracy inside the 95% range expected for "
+        f"{result['questions']} new questions: {summary['accuracy_inside_expected_range']:.0%}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=60)
+    parser.add_argument("--spec", default=None)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The paper's claim on our engine: joint branch + speculative scaling beats either alone.
+
+For 3 deadlines spanning the testbed's range, pick with the simulator (shipped profile)
+and then MEASURE on the real engine (validation questions, executor) the accuracy of:
+(a) one branch, no speculative decoding: the best model meeting the deadline;
+(b) branches only (no speculative decoding); (c) speculative decoding only, one branch;
+(d) latts-tune's joint optimum. Writes benchmarks/results/paper_claim.json and .md.
+
+Usage: python benchmarks/paper_claim.py [--questions 60] [--deadlines 0.3s,0.8s,2s]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine_runs import RESULTS, machine_description, measure_all, open_testbed  # noqa: E402
+
+from tuner.durations import format_duration, parse_duration  # noqa: E402
+from tuner.simulator import LatencyObjective, SimulationResult  # noqa: E402
+
+OBJECTIVE = LatencyObjective("quantile", 0.9)
+STRATEGIES = {
+    "(a) 1 branch, no spec": lambda c: c.branches == 1 and c.draft is None,
+    "(b) branches only": lambda c: c.draft is None,
+    "(c) spec only, 1 branch": lambda c: c.branches == 1 and c.draft is not None,
+    "(d) joint (latts-tune)": lambda c: True,
+}
+
+
+def main() -> None:
+    args = parse_args()
+    workspace = open_testbed(args.spec, RESULTS / "benchmarks.db")
+    scored = [workspace.simulator.score(c, OBJECTIVE) for c in workspace.space.configurations()]
+    deadlines_s = args.deadlines or spanning_deadlines(scored)
+    picks = {(d, name): best(scored, d, rule) for d in deadlines_s
+             for name, rule in STRATEGIES.items()}
+    configs = [p.configuration for p in picks.values() if p is not None]
+    measured = measure_all(workspace, configs, args.questions)
+    rows = [row_of(d, name, picks[(d, name)], measured) for d in deadlines_s
+            for name in STRATEGIES]
+    result = {
+        "command": " ".join(["python", *sys.argv]),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "machine": machine_description(), "questions": args.questions,
+        "split": "validation", "latency_statistic": "p90", "rows": rows,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "paper_claim.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "paper_claim.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def spanning_deadlines(scored: list[SimulationResult]) -> list[float]:
+    """From just above the fastest configuration to where accuracy stops rising (log)."""
+    fastest_s = min(r.latency_s for r in scored)
+    top = max(r.accuracy for r in scored)
+    saturated_s = min(r.latency_s for r in scored if r.accuracy >= top - 0.005)
+    low, high = math.log(fastest_s * 1.2), math.log(saturated_s)
+    return [float(f"{math.exp(low + (high - low) * f):.2g}") for f in (0.0, 0.45, 0.9)]
+
+
+def best(scored: list[SimulationResult], deadline_s: float, rule) -> SimulationResult | None:
+    feasible = [r for r in scored if r.latency_s <= deadline_s and rule(r.configuration)]
+    if not feasible:
+        return None
+    return min(feasible, key=lambda r: (-r.accuracy, r.latency_s, r.configuration.sort_key()))
+
+
+def row_of(deadline_s: float, strategy: str, pick: SimulationResult | None,
+           measured: dict) -> dict:
+    row = {"deadline_s": deadline_s, "strategy": strategy}
+    if pick is None:
+        return {**row, "configuration": None}
+    run = measured[pick.configuration]["measured"]
+    return {
+        **row, "configuration": pick.configuration.label(),
+        "predicted_accuracy": pick.accuracy, "predicted_p90_s": pick.latency_s,
+        "measured_accuracy": run["accuracy"],
+        "measured_interval": [run["accuracy_low"], run["accuracy_high"]],
+        "measured_p90_s": run["p90_latency_s"],
+        "meets_deadline_measured": run["p90_latency_s"] <= deadline_s,
+    }
+
+
+def markdown(result: dict) -> str:
+    machine = result["machine"]
+    lines = [
+        "# The paper's claim on our engine (measured)", "",
+        f"`{result['command']}` — {result['finished_at']}", "",
+        f"- machine: {machine['cpu_model']}, {machine['cpu_cores']} cores; {machine['engine']}",
+        f"- {machine['note']}",
+        f"- each configuration chosen by the simulator (shipped profile, p90 latency), then "
+        f"run on the real engine over {result['questions']} {result['split']} questions",
+        "",
+        "| deadline (p90) | strategy | configuration | predicted acc | measured acc (95% CI) "
+        "| predicted p90 | measured p90 | meets |",
+        "|---:|---|---|---:|---|---:|---:|---|",
+    ]
+    for r in result["rows"]:
+        deadline = format_duration(r["deadline_s"])
+        if r["configuration"] is None:
+            lines.append(f"| {deadline} | {r['strategy']} | nothing feasible | | | | | |")
+            continue
+        low, high = r["measured_interval"]
+        lines.append(
+            f"| {deadline} | {r['strategy']} | {r['configuration']} "
+            f"| {r['predicted_accuracy']:.3f} | {r['measured_accuracy']:.3f} "
+            f"({low:.3f}-{high:.3f}) | {r['predicted_p90_s']:.3f} s "
+            f"| {r['measured_p90_s']:.3f} s | {'yes' if r['meets_deadline_measured'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=60)
+    parser.add_argument("--spec", default=None)
+    parser.add_argument("--deadlines", default=None,
+                        type=lambda text: [parse_duration(part) for part in text.split(",")])
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    main()

