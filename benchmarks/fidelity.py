@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +30,10 @@ from engine_runs import (  # noqa: E402
     relative_error,
 )
 
-from tuner.simulator import Configuration  # noqa: E402
+from storage import Database, ProfileStore  # noqa: E402
+from tuner.service import Workspace  # noqa: E402
+from tuner.simulator import Configuration, Simulator  # noqa: E402
+from tuner.validate import predict  # noqa: E402
 
 D = "tb-draft"
 CONFIGURATIONS = (  # (model, N, draft, gamma), grouped by engine
@@ -46,26 +50,42 @@ CONFIGURATIONS = (  # (model, N, draft, gamma), grouped by engine
 def main() -> None:
     args = parse_args()
     workspace = open_testbed(args.spec, RESULTS / "benchmarks.db")
+    if args.decode_clock == "client":
+        workspace = with_client_clock(workspace)
     temperature = workspace.space.models[0].temperatures[0]
     configs = [Configuration(m, n, d, g, temperature) for m, n, d, g in CONFIGURATIONS]
     measured = measure_all(workspace, configs, args.questions)
-    rows = [row_of(config, measured[config]) for config in configs]
-    summary = summarize(rows)
+    rows = [row_of(config, measured[config],
+                   asdict(predict(workspace.simulator, config, questions=args.questions)))
+            for config in configs]
     result = {
         "command": " ".join(["python", *sys.argv]),
         "finished_at": datetime.now(UTC).isoformat(),
-        "machine": machine_description(),
+        "machine": machine_description(), "decode_clock": args.decode_clock,
         "questions": args.questions, "split": "validation",
-        "summary": summary, "configurations": rows,
+        "summary": summarize(rows), "configurations": rows,
     }
+    stem = "fidelity" if args.decode_clock == "engine" else "fidelity_client_clock"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "fidelity.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "fidelity.md").write_text(markdown(result))
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))
 
 
-def row_of(config: Configuration, run: dict) -> dict:
-    predicted, measured = run["predicted"], run["measured"]
+def with_client_clock(workspace: Workspace) -> Workspace:
+    """The workspace with decode/prefill costs of client_clock_profile.py where measured."""
+    with Database(f"sqlite:///{RESULTS / 'client_clock.db'}") as db:
+        client = ProfileStore(db).load_profile_set().cost_points
+    measured = {(p.model, p.draft, p.gamma, p.phase) for p in client}
+    kept = [p for p in workspace.profile.cost_points
+            if (p.model, p.draft, p.gamma, p.phase) not in measured]
+    profile = replace(workspace.profile, cost_points=(*kept, *client))
+    return replace(workspace, profile=profile,
+                   simulator=Simulator(profile, workspace.spec.task, split=workspace.spec.split))
+
+
+def row_of(config: Configuration, run: dict, predicted: dict) -> dict:
+    measured = run["measured"]
     accuracy = measured["accuracy"]
     return {
         "configuration": config.label(),
@@ -119,7 +139,8 @@ def markdown(result: dict) -> str:
         f"- {machine['note']} (load average at the end: "
         f"{', '.join(f'{x:.2f}' for x in machine['load_average'])})",
         f"- {result['questions']} {result['split']} questions per configuration, one "
-        "request at a time; predictions from the shipped profile (heldout split)", "",
+        "request at a time; predictions from the shipped profile (heldout split), decode "
+        f"costs on the {result['decode_clock']} clock", "",
         "| configuration | p50 pred | p50 meas | err | p90 pred | p90 meas | err "
         "| accuracy pred (95% CI) | expected range on these questions | measured | inside CI |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|",
@@ -155,6 +176,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=60)
     parser.add_argument("--spec", default=None)
+    parser.add_argument("--decode-clock", choices=("engine", "client"), default="engine",
+                        help="engine: the shipped profile; client: decode/prefill costs "
+                             "re-measured by client_clock_profile.py")
     return parser.parse_args()
 
 

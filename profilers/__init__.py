@@ -19,6 +19,8 @@ from profilers.engine import (
 from profilers.executor import ExecutionPlan, ExecutionReport, QuestionOutcome, execute
 from profilers.hardware import describe_local_hardware
 from profilers.models import read_model_record
+from profilers.openai_engine import OpenAIServerEngine
+from profilers.planner import BudgetReport, profile_decode_budgeted
 from profilers.pool import EnginePool, model_name
 from profilers.progress import ProgressReporter, SilentProgress
 from profilers.tasks import Question, Task, get_task
@@ -27,12 +29,14 @@ from profilers.voting import majority_vote
 __all__ = [
     "BranchDelta",
     "BranchOutput",
+    "BudgetReport",
     "DecodeGrid",
     "Engine",
     "EnginePool",
     "ExecutionPlan",
     "ExecutionReport",
     "GenerationResult",
+    "OpenAIServerEngine",
     "ProgressReporter",
     "Question",
     "QuestionOutcome",
@@ -51,5 +55,6 @@ __all__ = [
     "profile_acceptance",
     "profile_accuracy",
     "profile_decode",
+    "profile_decode_budgeted",
     "read_model_record",
 ]

@@ -35,6 +35,11 @@ class DecodeGrid:
     decode_tokens: int = 32
     repeats: int = 3
     warmup: int = 1
+    # "engine": the engine's own first-to-last-token clock, identical requests, greedy.
+    # "client": wall clock seen by a client streaming one request of n = batch sampled
+    # branches (the executor's shape), which adds the front end's per-step output work.
+    clock: str = "engine"
+    temperature: float = 0.8  # sampling temperature of the "client" clock
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or min(self.batch_sizes) < 1:
@@ -46,6 +51,10 @@ class DecodeGrid:
             raise UserInputError("--decode-tokens must be at least 2 (one step after the first)")
         if self.repeats < 1:
             raise UserInputError("--repeats must be at least 1")
+        if self.clock not in ("engine", "client"):
+            raise UserInputError(f"clock must be 'engine' or 'client' (got {self.clock!r})")
+        if self.clock == "client" and self.temperature <= 0:
+            raise UserInputError("the client clock samples n branches: temperature must be > 0")
 
     def context_tokens(self, prompt_tokens: int) -> int:
         return prompt_tokens + self.decode_tokens // 2
@@ -71,14 +80,46 @@ def _measure_once(engine: Engine, batch_size: int, prompt: list[int], decode_tok
     return decode_s / steps, first_token_s
 
 
+def _measure_client_clock(engine, batch_size: int, prompt: list[int], decode_tokens: int,
+                          temperature: float) -> tuple[float, float]:
+    """Stream one request of `batch_size` sampled branches; wall seconds per decode step
+    (first to last token) and submission to first token."""
+    import time
+
+    before = engine.speculative_counters()
+    sampling = SamplingConfig(n=batch_size, temperature=temperature, max_tokens=decode_tokens,
+                              ignore_eos=True)
+    submitted_s = time.perf_counter()
+    engine.submit(f"latts-decode-{submitted_s}", prompt, sampling)
+    first_s, finished = None, 0
+    while finished < batch_size:
+        for delta in engine.step():
+            first_s = first_s or time.perf_counter()
+            finished += delta.finish_reason is not None
+    last_s = time.perf_counter()
+    drafts = (engine.speculative_counters() - before).num_drafts
+    steps = drafts / batch_size if engine.speculative is not None else decode_tokens - 1
+    if first_s is None or steps <= 0:
+        raise RuntimeError("engine reported no decode steps")
+    return (last_s - first_s) / steps, first_s - submitted_s
+
+
+def _measure_with(engine: Engine, grid: DecodeGrid, batch_size: int, prompt: list[int]
+                  ) -> tuple[float, float]:
+    if grid.clock == "client":
+        return _measure_client_clock(engine, batch_size, prompt, grid.decode_tokens,
+                                     grid.temperature)
+    return _measure_once(engine, batch_size, prompt, grid.decode_tokens)
+
+
 def _measure_point(engine: Engine, grid: DecodeGrid, batch_size: int, prompt_tokens: int
                    ) -> tuple[list[float], list[float]]:
     prompt = _filler_prompt(prompt_tokens)
     for _ in range(grid.warmup):
-        _measure_once(engine, batch_size, prompt, grid.decode_tokens)
+        _measure_with(engine, grid, batch_size, prompt)
     step_samples, prefill_samples = [], []
     for _ in range(grid.repeats):
-        step_s, first_token_s = _measure_once(engine, batch_size, prompt, grid.decode_tokens)
+        step_s, first_token_s = _measure_with(engine, grid, batch_size, prompt)
         step_samples.append(step_s)
         prefill_samples.append(first_token_s)
     return step_samples, prefill_samples

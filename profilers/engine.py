@@ -128,8 +128,9 @@ class StreamingEngine(Engine, Protocol):
     at a deadline through the engine's own abort.
     """
 
-    def submit(self, request_id: str, prompt: str, sampling: SamplingConfig) -> None:
-        """Queue one request of `sampling.n` branches; returns at once."""
+    def submit(self, request_id: str, prompt: str | list[int],
+               sampling: SamplingConfig) -> None:
+        """Queue one request of `sampling.n` branches (text or token ids); returns at once."""
         ...
 
     def step(self) -> list[BranchDelta]:

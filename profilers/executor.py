@@ -15,6 +15,7 @@ Questions run one at a time by default (single-request latency, what the tuner p
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
@@ -31,7 +32,7 @@ from storage import UserInputError
 logger = logging.getLogger(__name__)
 
 BOOTSTRAP_RESAMPLES = 1000
-_request_counter = 0
+_request_numbers = itertools.count(1)  # ids unique within the process
 
 
 @dataclass(frozen=True)
@@ -166,9 +167,7 @@ def execute(engine: StreamingEngine, task: Task, questions: list[Question],
 
 def _submit(engine: StreamingEngine, task: Task, index: int, question: Question,
             plan: ExecutionPlan) -> str:
-    global _request_counter
-    _request_counter += 1
-    request_id = f"latts-exec-{_request_counter}"
+    request_id = f"latts-exec-{next(_request_numbers)}"
     engine.submit(request_id, task.build_prompt(question), plan.sampling(index))
     return request_id
 

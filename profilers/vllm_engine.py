@@ -93,12 +93,14 @@ class VllmEngine:
         outputs = self._llm.generate(inputs, params, use_tqdm=False)
         return [_to_result(output) for output in outputs]
 
-    def submit(self, request_id: str, prompt: str, sampling: SamplingConfig) -> None:
+    def submit(self, request_id: str, prompt: str | list[int],
+               sampling: SamplingConfig) -> None:
         from vllm.sampling_params import RequestOutputKind
 
         # DELTA: every step reports only new tokens, so a branch's finish is seen at once.
         params = _sampling_params(sampling, output_kind=RequestOutputKind.DELTA)
-        self._llm.llm_engine.add_request(request_id, prompt, params)
+        engine_input = {"prompt_token_ids": prompt} if isinstance(prompt, list) else prompt
+        self._llm.llm_engine.add_request(request_id, engine_input, params)
 
     def step(self) -> list[BranchDelta]:
         deltas = []

@@ -47,9 +47,17 @@ def speculative_config(draft_path: str, gamma: int):
     return SpeculativeConfig(draft_model=draft_path, num_speculative_tokens=gamma)
 
 
-def engine_pool(max_model_len: int | None, dtype: str):
-    """An EnginePool of vLLM engines (one live at a time; they are closed on exit)."""
+def engine_pool(max_model_len: int | None, dtype: str, server_url: str | None = None):
+    """An EnginePool of vLLM engines (one live at a time; they are closed on exit), or of
+    clients of the server at `server_url` (which runs one configuration)."""
     from profilers import EnginePool
+
+    if server_url is not None:
+        from profilers.openai_engine import OpenAIServerEngine
+
+        return EnginePool(lambda model, speculative: OpenAIServerEngine(
+            server_url, model=model, speculative=speculative))
+
     from profilers.vllm_engine import VllmEngine
 
     def start(model: str, speculative) -> VllmEngine:
@@ -90,3 +98,11 @@ def interrupt_message_for_study() -> Iterator[None]:
         click.echo("\nInterrupted: finished trials are stored; rerun the same command to "
                    "continue the study.", err=True)
         raise SystemExit(130) from None
+
+
+def stdout_console():
+    """A rich console for results; piped output gets a wide fixed width so rows stay whole."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=160)

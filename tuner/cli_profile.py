@@ -20,6 +20,10 @@ _engine_options = [
     click.option("--max-model-len", type=click.IntRange(min=16), default=None,
                  help="Engine context limit (tokens); default: the model's."),
     click.option("--dtype", default="auto", show_default=True, help="Engine dtype."),
+    click.option("--server-url", default=None, metavar="URL",
+                 help="Measure through a running OpenAI-compatible server (vllm serve) at URL "
+                      "instead of starting vLLM here; --draft/--gamma must say what the "
+                      "server runs (one gamma per server)."),
 ]
 
 
@@ -53,15 +57,20 @@ def profile() -> None:
               show_default=True, help="Prompt lengths (context = prompt + decode/2).")
 @click.option("--decode-tokens", type=click.IntRange(min=2), default=32, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--budget", "budget_minutes", type=click.FloatRange(min=0, min_open=True),
+              default=None, metavar="MINUTES",
+              help="Time budget for the whole command (engine starts included), shared "
+                   "equally by the configurations: coarse grid first, then the points where "
+                   "the cost model is least certain. Default: measure every point.")
 @_with_engine_options
 @click.pass_context
 def decode(ctx, model_path, role, draft_path, gammas, baseline, batch_sizes, prompt_tokens,
-           decode_tokens, repeats, max_model_len, dtype) -> None:
+           decode_tokens, repeats, budget_minutes, max_model_len, dtype, server_url) -> None:
     """Measure seconds per decode step vs batch size and context length.
 
-    Example: latts-tune profile decode --model M --draft D --gamma 1,2,4
+    Example: latts-tune profile decode --model M --draft D --budget 30
     """
-    from profilers import DecodeGrid, profile_decode, read_model_record
+    from profilers import DecodeGrid, read_model_record
 
     grid = DecodeGrid(tuple(batch_sizes), tuple(prompt_tokens), decode_tokens, repeats)
     configs = ([None] if baseline or not draft_path else []) + (
@@ -73,10 +82,38 @@ def decode(ctx, model_path, role, draft_path, gammas, baseline, batch_sizes, pro
     store = open_profile_store(ctx)
     for record in models:
         store.upsert_model(record)
-    with engine_pool(max_model_len, dtype) as pool, RichProgress() as progress, \
+    with engine_pool(max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
             interrupt_message(store):
-        for speculative in configs:
-            profile_decode(pool.get(model_path, speculative), store, grid, progress)
+        if budget_minutes is None:
+            _decode_full_grid(pool, model_path, configs, store, grid, progress)
+        else:
+            _decode_budgeted(pool, model_path, configs, store, grid, progress,
+                             60.0 * budget_minutes)
+
+
+def _decode_full_grid(pool, model_path, configs, store, grid, progress) -> None:
+    from profilers import profile_decode
+
+    for speculative in configs:
+        profile_decode(pool.get(model_path, speculative), store, grid, progress)
+
+
+def _decode_budgeted(pool, model_path, configs, store, grid, progress, budget_s: float) -> None:
+    import time
+
+    from profilers.planner import profile_decode_budgeted
+    from tuner.cost_model import unbounded_step_cost
+
+    end_s = time.perf_counter() + budget_s
+    for index, speculative in enumerate(configs):
+        share_end_s = time.perf_counter() + (end_s - time.perf_counter()) / (len(configs) - index)
+        engine = pool.get(model_path, speculative)
+        report = profile_decode_budgeted(engine, store, grid, share_end_s - time.perf_counter(),
+                                         unbounded_step_cost, progress)
+        label = f"gamma={speculative.num_speculative_tokens}" if speculative else "no draft"
+        total = len(grid.batch_sizes) * len(grid.prompt_tokens)
+        click.echo(f"{label}: {len(report.points)} of {total} points in "
+                   f"{report.elapsed_s:.0f} s ({report.stop_reason})")
 
 
 @profile.command()
@@ -84,7 +121,9 @@ def decode(ctx, model_path, role, draft_path, gammas, baseline, batch_sizes, pro
 @click.option("--draft", "draft_path", required=True, help="Draft model directory.")
 @click.option("--gamma", "gammas", type=IntList(min_value=1), default="1,2,3,4",
               show_default=True)
-@click.option("--task", "task_name", default="arithmetic", show_default=True)
+@click.option("--task", "task_name", default="arithmetic", show_default=True,
+              help="arithmetic | math500[:FILE.jsonl] | jsonl:FILE.jsonl[?grader=numeric], "
+                   "options after ?: chat_template=MODEL, instruction=TEXT (docs/gpu.md).")
 @click.option("--questions", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--branches", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
@@ -93,7 +132,7 @@ def decode(ctx, model_path, role, draft_path, gammas, baseline, batch_sizes, pro
 @_with_engine_options
 @click.pass_context
 def acceptance(ctx, model_path, draft_path, gammas, task_name, questions, branches,
-               temperature, max_tokens, max_model_len, dtype) -> None:
+               temperature, max_tokens, max_model_len, dtype, server_url) -> None:
     """Measure per-position draft acceptance on the task's prompts.
 
     Example: latts-tune profile acceptance --model M --draft D --gamma 1,2,3,4
@@ -105,7 +144,7 @@ def acceptance(ctx, model_path, draft_path, gammas, task_name, questions, branch
     store = open_profile_store(ctx)
     for record in models:
         store.upsert_model(record)
-    with engine_pool(max_model_len, dtype) as pool, RichProgress() as progress, \
+    with engine_pool(max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
             interrupt_message(store):
         for gamma in gammas:
             engine = pool.get(model_path, speculative_config(draft_path, gamma))
@@ -121,7 +160,9 @@ def acceptance(ctx, model_path, draft_path, gammas, task_name, questions, branch
               help="Model directory (repeat for several).")
 @click.option("--role", type=click.Choice(["target", "draft"]), default="target",
               show_default=True)
-@click.option("--task", "task_name", default="arithmetic", show_default=True)
+@click.option("--task", "task_name", default="arithmetic", show_default=True,
+              help="arithmetic | math500[:FILE.jsonl] | jsonl:FILE.jsonl[?grader=numeric], "
+                   "options after ?: chat_template=MODEL, instruction=TEXT (docs/gpu.md).")
 @click.option("--questions", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--samples", "samples", type=int, default=16, show_default=True,
               help="K samples per question (>= the largest branch count to search).")
@@ -131,7 +172,7 @@ def acceptance(ctx, model_path, draft_path, gammas, task_name, questions, branch
 @_with_engine_options
 @click.pass_context
 def accuracy(ctx, model_paths, role, task_name, questions, samples, temperature, max_tokens,
-             max_model_len, dtype) -> None:
+             max_model_len, dtype, server_url) -> None:
     """Sample K graded answers per question for each model.
 
     Example: latts-tune profile accuracy --model M --questions 200 --samples 16
@@ -142,7 +183,7 @@ def accuracy(ctx, model_paths, role, task_name, questions, samples, temperature,
     task = get_task(task_name)
     records = [read_model_record(path, role) for path in model_paths]
     store = open_profile_store(ctx)
-    with engine_pool(max_model_len, dtype) as pool, RichProgress() as progress, \
+    with engine_pool(max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
             interrupt_message(store):
         for path, record in zip(model_paths, records, strict=True):
             store.upsert_model(record)

@@ -21,6 +21,7 @@ from storage import (
     import_profiles,
     short_fingerprint,
 )
+from tuner.cli_common import stdout_console
 
 HARDWARE_HELP = "Hardware fingerprint (a unique prefix is enough)."
 
@@ -32,7 +33,7 @@ def _open_store(ctx: click.Context) -> ProfileStore:
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    return stdout_console()
 
 
 @click.group()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from tuner.cli_common import stdout_console
 from tuner.durations import Duration, DurationRange
 
 _spec_option = click.option(
@@ -51,12 +52,7 @@ def _quiet_optuna() -> None:
 
 
 def _console():
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=120)  # piped output: keep table rows on one line
-    return console
+    return stdout_console()
 
 
 @click.command()

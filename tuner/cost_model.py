@@ -178,3 +178,13 @@ def _leave_one_out_errors(features: np.ndarray, seconds: np.ndarray) -> np.ndarr
         predicted = float((_design(features[index : index + 1]) @ coef)[0])
         errors[index] = abs(predicted - seconds[index]) / seconds[index]
     return errors
+
+
+def unbounded_step_cost(X, y):
+    """Fit the step-cost form on (X, y); return seconds(rows) with no range checks.
+
+    For planning which points to measure next (`profilers.planner`), where predictions
+    outside a subset's range are the point; never for scoring configurations.
+    """
+    coef = _fit_coefficients(_as_features(X), np.asarray(y, dtype=float))
+    return lambda rows: _design(_as_features(rows)) @ coef

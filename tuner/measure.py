@@ -13,16 +13,24 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from profilers import EnginePool, ExecutionPlan, ProgressReporter, SilentProgress, get_task
+from profilers import (
+    EnginePool,
+    ExecutionPlan,
+    ProgressReporter,
+    SilentProgress,
+    StreamingEngine,
+    get_task,
+)
 from tuner.service import Workspace, open_workspace
 from tuner.simulator import Configuration, LatencyObjective
 from tuner.space import configuration_from_params, configuration_params
 from tuner.study import StudySettings, check_study_attrs, open_rdb_storage, study_name_for
-from tuner.validate import Measurement, engine_arguments, measure, predict, select_questions
+from tuner.validate import Measurement, engine_arguments, measure, select_questions
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +129,7 @@ def seed_configurations(workspace: Workspace, settings: StudySettings,
     ranked = sorted(feasible, key=lambda r: (-r.accuracy, r.latency_s,
                                              r.configuration.sort_key()))
     chosen = [r.configuration for r in ranked[:count]]
-    first_seen = {}
+    first_seen: dict[tuple, int] = {}
     for index, config in enumerate(chosen):
         first_seen.setdefault(_engine_key(config), index)
     return sorted(chosen, key=lambda c: first_seen[_engine_key(c)])
@@ -156,37 +164,30 @@ class _TrialRunner:
 
     def _measure(self, trial: optuna.Trial, config: Configuration) -> float:
         model, speculative = engine_arguments(self.workspace.profile, config)
-        engine = self.pool.get(model, speculative)
-        table = self.workspace.simulator.table(config.model, config.temperature)
-        plan = ExecutionPlan(n=config.branches, temperature=config.temperature,
-                             max_tokens=self.max_tokens or table.max_tokens,
-                             deadline_s=self.settings.deadline_s if self.settings.cutoff
-                             else None)
-        measured = Measurement.of(measure(engine, self.task, self.questions, plan))
-        predicted = predict(self.workspace.simulator, config,
-                            self.settings.deadline_s if self.settings.cutoff else None)
-        latency_s = _statistic(measured, self.settings.objective)
+        engine = cast(StreamingEngine, self.pool.get(model, speculative))
+        report = measure(engine, self.task, self.questions, self._plan(config))
+        measured = Measurement.of(report)
+        objective, deadline_s = self.settings.objective, self.settings.deadline_s
+        predicted = self.workspace.simulator.score(config, objective, deadline_s)
+        latency_s = (report.mean_latency_s if objective.statistic == "mean"
+                     else report.latency_quantile_s(objective.quantile))
         for name in MEASURED_ATTRS:
             trial.set_user_attr(f"measured_{name}", getattr(measured, name))
         trial.set_user_attr("measured_latency_s", latency_s)
         trial.set_user_attr("predicted_accuracy", predicted.accuracy)
-        trial.set_user_attr("predicted_latency_s",
-                            _statistic(predicted, self.settings.objective))
+        trial.set_user_attr("predicted_latency_s", predicted.latency_s)
         trial.set_user_attr("questions", measured.questions)
         trial.set_constraint("latency", latency_s - self.settings.deadline_s)
         logger.info("trial %d %s: accuracy %.3f, latency %.3f s", trial.number,
                     config.label(), measured.accuracy, latency_s)
         return measured.accuracy
 
-
-def _statistic(figures, objective: LatencyObjective) -> float:
-    """The objective's statistic from figures holding mean, p50 and p90 latencies."""
-    if objective.statistic == "mean":
-        return figures.mean_latency_s
-    by_quantile = {0.5: figures.p50_latency_s, 0.9: figures.p90_latency_s}
-    if objective.quantile not in by_quantile:
-        raise NotImplementedError("measure mode supports the mean, p50 and p90 statistics")
-    return by_quantile[objective.quantile]
+    def _plan(self, config: Configuration) -> ExecutionPlan:
+        table = self.workspace.simulator.table(config.model, config.temperature)
+        return ExecutionPlan(n=config.branches, temperature=config.temperature,
+                             max_tokens=self.max_tokens or table.max_tokens,
+                             deadline_s=self.settings.deadline_s if self.settings.cutoff
+                             else None)
 
 
 def summarize_measured(trial: FrozenTrial) -> MeasuredTrial:

@@ -28,11 +28,11 @@ def validation_table(record: ValidationRecord) -> Table:
         f"{(record.measured_accuracy - record.predicted_accuracy) * 100:+.1f} pt"
         + ("" if inside else " (outside)"),
     )
-    if record.expected_accuracy_low is not None:
-        expected_inside = record.expected_accuracy_low <= record.measured_accuracy \
-            <= record.expected_accuracy_high
+    low, high = record.expected_accuracy_low, record.expected_accuracy_high
+    if low is not None and high is not None:
+        expected_inside = low <= record.measured_accuracy <= high
         table.add_row(f"  expected on {record.questions} new questions",
-                      f"{record.expected_accuracy_low:.1%}-{record.expected_accuracy_high:.1%}",
+                      f"{low:.1%}-{high:.1%}",
                       f"{record.measured_accuracy:.1%}",
                       "inside" if expected_inside else "outside")
     for label, predicted, measured in latency_rows(record):

@@ -1,17 +1,75 @@
-"""Tasks: questions, prompts, answer extraction and grading."""
+"""Tasks: questions, prompts, answer extraction and grading.
+
+A task string names a task and, for file-backed ones, its file and options::
+
+    arithmetic
+    math500                                   (from the hub; needs `datasets` and network)
+    math500:data/math500.jsonl?chat_template=Qwen/Qwen2.5-1.5B-Instruct
+    jsonl:data/mine.jsonl?grader=numeric&rel_tol=1e-4
+
+Option values are URL-unquoted (``%26`` for ``&``). The task string is the task's name in
+stored profiles, so profiles of different files or prompts never mix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
 
 from profilers.tasks.arithmetic import ArithmeticTask
 from profilers.tasks.base import Question, Task
+from profilers.tasks.jsonl import GRADERS, JsonlTask
+from profilers.tasks.math500 import Math500Task
 from storage import UserInputError
 
-TASKS = {"arithmetic": ArithmeticTask}
+TASKS = {"arithmetic": ArithmeticTask, "math500": Math500Task, "jsonl": JsonlTask}
+_OPTIONS: dict[str, dict[str, Any]] = {
+    "arithmetic": {},
+    "math500": {"instruction": str, "chat_template": str},
+    "jsonl": {"grader": str, "extract": str, "rel_tol": float, "abs_tol": float,
+              "instruction": str, "chat_template": str},
+}
+_EXAMPLES = "e.g. arithmetic, math500:FILE.jsonl, jsonl:FILE.jsonl?grader=numeric"
+MAX_TASK_STRING = 128  # the database's task column (storage/schema.py)
+
+
+def parse_task_string(spec: str) -> tuple[str, str | None, dict[str, Any]]:
+    """Split ``NAME[:PATH][?key=value&...]`` into (name, path, typed options)."""
+    head, _, query = spec.partition("?")
+    name, _, path = head.partition(":")
+    if name not in TASKS:
+        raise UserInputError(f"unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))} "
+                             f"({_EXAMPLES})")
+    options: dict[str, Any] = {}
+    for pair in filter(None, query.split("&")):
+        key, equals, value = pair.partition("=")
+        known = _OPTIONS[name]
+        if key not in known or not equals:
+            choices = ", ".join(known) or "none"
+            raise UserInputError(f"task {name}: unknown option '{pair}'; options: {choices}")
+        try:
+            options[key] = known[key](unquote(value))
+        except ValueError as error:
+            raise UserInputError(f"task {name}: {key}={value} is not a number") from error
+    return name, path or None, options
 
 
 def get_task(name: str) -> Task:
-    """Return the task called `name`; unknown names get a message listing the known ones."""
-    if name not in TASKS:
-        raise UserInputError(f"unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[name]()
+    """Return the task a task string names; bad strings get a message with the fix."""
+    if len(name) > MAX_TASK_STRING:
+        raise UserInputError(f"task string is {len(name)} characters; profiles store at most "
+                             f"{MAX_TASK_STRING}: use a shorter path (e.g. a symlink)")
+    task_name, path, options = parse_task_string(name)
+    if task_name == "arithmetic":
+        if path or options:
+            raise UserInputError("task arithmetic takes no file or options; pass 'arithmetic'")
+        return ArithmeticTask()
+    if task_name == "jsonl":
+        if not path:
+            raise UserInputError("task jsonl needs a file: jsonl:PATH.jsonl?grader=exact")
+        return JsonlTask(path, name=name, **options)
+    return Math500Task(path, name=name, **options)
 
 
-__all__ = ["TASKS", "ArithmeticTask", "Question", "Task", "get_task"]
+__all__ = ["GRADERS", "TASKS", "ArithmeticTask", "JsonlTask", "Math500Task", "Question", "Task",
+           "get_task", "parse_task_string"]

@@ -30,7 +30,7 @@ class TestbedSettings:
 
     __test__ = False  # not a pytest class
 
-    temperature: float = 0.8
+    temperature: float = 0.6
     max_tokens: int = 96
     questions: int = 200
     samples_per_question: int = 16
@@ -219,7 +219,8 @@ def render_card(profile: ProfileSet, settings: TestbedSettings, training: dict |
         lines += ["", "## Training", "",
                   f"`{training['command']}`: {training['seconds']:.0f} s on "
                   f"{training['machine']} (seed {training['seed']}).", "",
-                  "| model | steps | final loss |", "|---|---:|---:|"]
+                  "| model | steps | final loss | seconds |", "|---|---:|---:|---:|"]
         for name, run in training["models"].items():
-            lines.append(f"| {name} | {run['steps']} | {run['final_loss']:.4f} |")
+            lines.append(f"| {name} | {run['steps']} | {run['final_loss']:.4f} "
+                         f"| {run['seconds']:.0f} |")
     return "\n".join(lines) + "\n"

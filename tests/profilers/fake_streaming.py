@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from profilers.engine import BranchDelta, SamplingConfig
+from profilers.engine import BranchDelta, SamplingConfig, SpecCounters
 from storage import HardwareRecord
 
 HARDWARE = HardwareRecord(fingerprint="feedc0ffee123456", cpu_model="test cpu", cpu_cores=2,
@@ -59,3 +59,6 @@ class ScriptedEngine:
 
     def close(self) -> None:
         self.closed = True
+
+    def speculative_counters(self) -> SpecCounters:
+        return SpecCounters()

@@ -143,7 +143,9 @@ def test_unknown_task_names_the_known_ones(db_file, model_dir, command):
     result = run_error(db_file, ["profile", command, "--model", model_dir, "--draft", model_dir,
                                  "--task", "nope"] if command == "acceptance" else
                        ["profile", command, "--model", model_dir, "--task", "nope"])
-    assert one_error_line(result) == "Error: unknown task 'nope'; known tasks: arithmetic"
+    assert one_error_line(result) == (
+        "Error: unknown task 'nope'; known tasks: arithmetic, jsonl, math500 (e.g. arithmetic, "
+        "math500:FILE.jsonl, jsonl:FILE.jsonl?grader=numeric)")
 
 
 @pytest.mark.parametrize("command", [

@@ -99,3 +99,21 @@ def test_a_trial_left_running_by_an_interrupt_is_failed_and_queued_again(databas
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
     assert states[stuck.number] == optuna.trial.TrialState.FAIL
     assert config in [t.configuration for t in outcome.trials]
+
+
+def test_run_in_measure_mode_prints_measured_trials(database, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from tuner import cli_common
+    from tuner.cli import cli
+
+    monkeypatch.setattr(cli_common, "measure_engine_pool", lambda: pool_of([]))
+    spec = tmp_path / "fam.yaml"
+    spec.write_text("name: fam\ntask: arithmetic\n")
+    result = CliRunner().invoke(cli, ["--storage", database.url, "run", "--deadline", "6s",
+                                      "--spec", str(spec), "--mode", "measure",
+                                      "--budget-trials", "2", "--questions", "2"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Measured trials for a 6s deadline" in result.stdout
+    assert "measured trials (2 new)" in " ".join(result.stdout.split())

@@ -1,0 +1,370 @@
+"""The Engine over a running OpenAI-compatible server (`vllm serve`; SGLang untested here).
+
+Requests go to ``/v1/completions`` with `n` branches and ``stream: true``, so timing is
+the client's wall clock (`time.perf_counter`): submission to first token, first to last
+token. Branch token counts come from vLLM's ``return_token_ids`` deltas. Speculative
+counters are read from the server's Prometheus ``/metrics`` (take deltas: they are
+cumulative for the server). The engine version comes from ``/version``; the hardware from
+``/server_info`` when the server exposes it (vLLM with ``VLLM_SERVER_DEV_MODE=1``), else
+it is recorded as "remote, unknown" keyed by the server's address.
+
+The server's configuration is the server's: `speculative` states what it was started with
+(model, draft, gamma), and is checked against the per-position counters it reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from profilers.engine import (
+    BranchDelta,
+    BranchOutput,
+    GenerationResult,
+    SamplingConfig,
+    SpecCounters,
+    SpeculativeConfig,
+)
+from profilers.hardware import fingerprint_of
+from storage import HardwareRecord, UserInputError
+
+logger = logging.getLogger(__name__)
+
+_COUNTERS = {
+    "vllm:spec_decode_num_drafts_total": "num_drafts",
+    "vllm:spec_decode_num_draft_tokens_total": "num_draft_tokens",
+    "vllm:spec_decode_num_accepted_tokens_total": "num_accepted_tokens",
+}
+_PER_POSITION = "vllm:spec_decode_num_accepted_tokens_per_pos_total"
+UNKNOWN_REMOTE = "remote, unknown"
+STEP_WAIT_S = 0.01  # how long step() waits for output; bounds the deadline check delay
+
+
+class ServerError(RuntimeError):
+    """The server answered a request with an error or an unreadable stream."""
+
+
+def parse_spec_counters(metrics_text: str) -> SpecCounters:
+    """Speculative counters from Prometheus text (vLLM names), summed over label sets."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals = dict.fromkeys(_COUNTERS.values(), 0)
+    per_position: dict[int, int] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name in _COUNTERS:
+                totals[_COUNTERS[sample.name]] += int(sample.value)
+            elif sample.name == _PER_POSITION:
+                position = int(sample.labels["position"])
+                per_position[position] = per_position.get(position, 0) + int(sample.value)
+    positions = tuple(per_position.get(k, 0) for k in range(max(per_position, default=-1) + 1))
+    return SpecCounters(accepted_per_position=positions, **totals)
+
+
+def hardware_from_server_info(info: dict | None, base_url: str) -> HardwareRecord:
+    """Hardware from vLLM's ``/server_info`` system_env, or "remote, unknown" for the host."""
+    env = (info or {}).get("system_env") or {}
+    cpu_model, cpu_cores = UNKNOWN_REMOTE, 0
+    for line in str(env.get("cpu_info") or "").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Model name":
+            cpu_model = value.strip()
+        elif key.strip() == "CPU(s)" and value.strip().isdigit():
+            cpu_cores = int(value.strip())
+    gpus = [line.split(":", 1)[1].strip() for line in str(env.get("nvidia_gpu_models") or "")
+            .splitlines() if line.startswith("GPU ") and ":" in line]
+    if cpu_model == UNKNOWN_REMOTE and not gpus:
+        cpu_model = f"{UNKNOWN_REMOTE} ({urlsplit(base_url).netloc})"
+    gpu_model = gpus[0] if gpus else None
+    return HardwareRecord(
+        fingerprint=fingerprint_of(cpu_model, cpu_cores, 0.0, gpu_model, len(gpus)),
+        cpu_model=cpu_model, cpu_cores=cpu_cores, memory_gib=0.0, gpu_model=gpu_model,
+        gpu_count=len(gpus))
+
+
+@dataclass
+class _PromptTiming:
+    first_token_s: float | None = None
+    last_token_s: float | None = None
+
+
+@dataclass
+class _Branch:
+    text: str = ""
+    tokens: int = 0
+    finish_reason: str | None = None
+
+
+@dataclass
+class _Stream:
+    """A submitted streaming request: its id, and whether the client gave up on it."""
+
+    request_id: str
+    aborted: threading.Event = field(default_factory=threading.Event)
+
+
+def _sse_events(response):
+    """The JSON payloads of a server-sent-event stream, up to ``[DONE]``."""
+    for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[len("data:"):].strip()
+        if payload == "[DONE]":
+            return
+        event = json.loads(payload)
+        if "error" in event:
+            raise ServerError(f"server error: {event['error']}")
+        yield event
+
+
+def _choice_tokens(choice: dict) -> int:
+    if choice.get("token_ids") is not None:
+        return len(choice["token_ids"])
+    logprobs = choice.get("logprobs") or {}
+    return len(logprobs.get("tokens") or ())
+
+
+class OpenAIServerEngine:
+    """A running OpenAI-compatible server for one model and one speculative configuration.
+
+    `base_url`: ``http://HOST:PORT`` (a trailing ``/v1`` is accepted). `model`: the name
+    to store measurements under (default: the served model id). `speculative`: what the
+    server was started with; None when it runs without a draft. `transport`: an httpx
+    transport (tests).
+    """
+
+    def __init__(self, base_url: str, model: str | None = None,
+                 speculative: SpeculativeConfig | None = None, api_key: str | None = None,
+                 timeout_s: float = 600.0, transport=None) -> None:
+        import httpx
+
+        self.base_url = base_url.rstrip("/").removesuffix("/v1")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=self.base_url, headers=headers,
+                                    timeout=httpx.Timeout(timeout_s, connect=10.0),
+                                    transport=transport)
+        self.served_model = self._served_model_id(model)
+        self.model = model or self.served_model
+        self.speculative = speculative
+        self._hardware: HardwareRecord | None = None
+        self._streams: dict[str, _Stream] = {}
+        self._outputs: queue.Queue = queue.Queue()
+        self._check_speculative()
+
+    # -- plain requests -------------------------------------------------------------------
+
+    def _get(self, path: str):
+        import httpx
+
+        try:
+            response = self._client.get(path)
+        except httpx.TransportError as error:
+            raise UserInputError(f"cannot reach the server at {self.base_url} ({error}); "
+                                 "start it (vllm serve MODEL --port N) or fix --server-url"
+                                 ) from error
+        return response
+
+    def _served_model_id(self, wanted: str | None) -> str:
+        response = self._get("/v1/models")
+        if response.status_code != 200:
+            raise UserInputError(f"{self.base_url}/v1/models answered {response.status_code}; "
+                                 "is this an OpenAI-compatible server (and the API key right)?")
+        served = [entry["id"] for entry in response.json().get("data", [])]
+        if not served:
+            raise UserInputError(f"{self.base_url} serves no model; start it with a model")
+        return wanted if wanted is not None and wanted in served else str(served[0])
+
+    def _metrics_text(self) -> str | None:
+        response = self._get("/metrics")
+        return response.text if response.status_code == 200 else None
+
+    def _check_speculative(self) -> None:
+        """Refuse a `speculative` that disagrees with the draft length the server reports."""
+        text = self._metrics_text()
+        if text is None or "vllm:" not in text:
+            return  # not a vLLM server: it does not say
+        served = len(parse_spec_counters(text).accepted_per_position)
+        wanted = self.speculative.num_speculative_tokens if self.speculative else 0
+        if served == wanted:
+            return
+        if served == 0:
+            fix = "start it with --speculative-config or drop --draft"
+        else:
+            fix = (f"pass --draft and --gamma {served} (and --no-baseline for profile decode), "
+                   "or start a server per configuration")
+        raise UserInputError(f"the server at {self.base_url} drafts {served} token(s) per step "
+                             f"but gamma={wanted} was given; {fix}")
+
+    def speculative_counters(self) -> SpecCounters:
+        text = self._metrics_text()
+        return SpecCounters() if text is None else parse_spec_counters(text)
+
+    def _json(self, path: str) -> dict | None:
+        """The JSON object at `path`, or None when the server has no such route."""
+        response = self._get(path)
+        try:
+            payload = response.json() if response.status_code == 200 else None
+        except ValueError:
+            return None
+        return payload if isinstance(payload, dict) else None
+
+    def engine_version(self) -> str:
+        vllm_version = (self._json("/version") or {}).get("version")
+        if vllm_version:
+            return f"vllm-server {vllm_version}"
+        sglang_version = (self._json("/get_server_info") or {}).get("version")
+        if sglang_version:
+            return f"sglang-server {sglang_version}"
+        return f"openai-server unknown ({self.base_url})"
+
+    def hardware(self) -> HardwareRecord:
+        if self._hardware is None:
+            info = self._json("/server_info?config_format=json")
+            self._hardware = hardware_from_server_info(info, self.base_url)
+        return self._hardware
+
+    # -- generation -----------------------------------------------------------------------
+
+    def _body(self, prompt, sampling: SamplingConfig) -> dict:
+        body = {
+            "model": self.served_model, "prompt": prompt, "n": sampling.n,
+            "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens, "ignore_eos": sampling.ignore_eos,
+            "stream": True, "stream_options": {"include_usage": True},
+            "return_token_ids": True,  # per-branch token counts from the deltas
+        }
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        return body
+
+    def _stream(self, body: dict):
+        """Open a streaming completion; the caller iterates `_sse_events` of the response."""
+        return self._client.stream("POST", "/v1/completions", json=body)
+
+    def generate(self, prompts: list[str] | list[list[int]],
+                 sampling: SamplingConfig) -> list[GenerationResult]:
+        """All prompts in one request (the server batches them); client-clock timing."""
+        n = sampling.n
+        branches = [[_Branch() for _ in range(n)] for _ in prompts]
+        timings = [_PromptTiming() for _ in prompts]
+        prompt_tokens = [len(p) if isinstance(p, list) else 0 for p in prompts]
+        submitted_s = time.perf_counter()
+        with self._stream(self._body(list(prompts), sampling)) as response:
+            _raise_for_status(response)
+            for event in _sse_events(response):
+                now_s = time.perf_counter()
+                for choice in event.get("choices") or ():
+                    prompt_index, branch_index = divmod(choice["index"], n)
+                    if choice.get("prompt_token_ids"):
+                        prompt_tokens[prompt_index] = len(choice["prompt_token_ids"])
+                    _apply(branches[prompt_index][branch_index], timings[prompt_index],
+                           choice, now_s)
+        return [_result(b, t, tokens, submitted_s)
+                for b, t, tokens in zip(branches, timings, prompt_tokens, strict=True)]
+
+    # -- streaming interface (the executor) -----------------------------------------------
+
+    def submit(self, request_id: str, prompt: str | list[int],
+               sampling: SamplingConfig) -> None:
+        stream = _Stream(request_id)
+        self._streams[request_id] = stream
+        thread = threading.Thread(target=self._read_stream, name=f"latts-{request_id}",
+                                  args=(stream, self._body(prompt, sampling)), daemon=True)
+        thread.start()
+
+    def _read_stream(self, stream: _Stream, body: dict) -> None:
+        prompt_tokens = len(body["prompt"]) if isinstance(body["prompt"], list) else 0
+        try:
+            with self._stream(body) as response:
+                _raise_for_status(response)
+                for event in _sse_events(response):
+                    if stream.aborted.is_set():
+                        return  # closing the connection makes the server abort the request
+                    for choice in event.get("choices") or ():
+                        if choice.get("prompt_token_ids"):
+                            prompt_tokens = len(choice["prompt_token_ids"])
+                        self._outputs.put(BranchDelta(
+                            stream.request_id, choice["index"], choice.get("text") or "",
+                            _choice_tokens(choice), choice.get("finish_reason"),
+                            prompt_tokens))
+        except Exception as error:  # handed to step(), raised in the caller's thread
+            self._outputs.put(error)
+        finally:
+            self._outputs.put(_Finished(stream.request_id))
+
+    def step(self) -> list[BranchDelta]:
+        """Deltas that arrived since the last call; waits briefly when none has yet."""
+        deltas: list[BranchDelta] = []
+        if not self._streams and self._outputs.empty():
+            return deltas
+        try:
+            item = self._outputs.get(timeout=STEP_WAIT_S)
+        except queue.Empty:
+            return deltas
+        while True:
+            self._take(item, deltas)
+            try:
+                item = self._outputs.get_nowait()
+            except queue.Empty:
+                return deltas
+
+    def _take(self, item, deltas: list[BranchDelta]) -> None:
+        if isinstance(item, Exception):
+            raise ServerError(f"streaming request failed: {item}") from item
+        if isinstance(item, _Finished):
+            self._streams.pop(item.request_id, None)
+        elif item.request_id in self._streams and not self._streams[
+                item.request_id].aborted.is_set():
+            deltas.append(item)
+
+    def abort(self, request_ids: list[str]) -> None:
+        for request_id in request_ids:
+            stream = self._streams.pop(request_id, None)
+            if stream is not None:
+                stream.aborted.set()
+
+    def has_unfinished(self) -> bool:
+        return bool(self._streams)
+
+    def close(self) -> None:
+        self.abort(list(self._streams))
+        self._client.close()
+
+
+@dataclass(frozen=True)
+class _Finished:
+    request_id: str
+
+
+def _raise_for_status(response) -> None:
+    if response.status_code != 200:
+        response.read()
+        raise ServerError(f"server answered {response.status_code}: {response.text[:300]}")
+
+
+def _apply(branch: _Branch, timing: _PromptTiming, choice: dict, now_s: float) -> None:
+    tokens = _choice_tokens(choice)
+    branch.text += choice.get("text") or ""
+    branch.tokens += tokens
+    branch.finish_reason = choice.get("finish_reason") or branch.finish_reason
+    if tokens:
+        timing.first_token_s = timing.first_token_s or now_s
+        timing.last_token_s = now_s
+
+
+def _result(branches: list[_Branch], timing: _PromptTiming, prompt_tokens: int,
+            submitted_s: float) -> GenerationResult:
+    first_s = decode_s = None
+    if timing.first_token_s is not None and timing.last_token_s is not None:
+        first_s = timing.first_token_s - submitted_s
+        decode_s = timing.last_token_s - timing.first_token_s
+    return GenerationResult(
+        prompt_tokens=prompt_tokens,
+        branches=tuple(BranchOutput(b.text, b.tokens, b.finish_reason) for b in branches),
+        first_token_s=first_s, decode_s=decode_s,
+        generated_tokens_timed=max(b.tokens for b in branches))
