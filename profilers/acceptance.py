@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from profilers.engine import Engine, SamplingConfig
+from profilers.models import register_engine_models
 from profilers.pool import model_name
 from profilers.progress import ProgressReporter, SilentProgress
 from profilers.tasks.base import Task
@@ -50,6 +51,7 @@ def profile_acceptance(
     delta = engine.speculative_counters() - before
     hardware = engine.hardware()
     store.upsert_hardware(hardware)
+    register_engine_models(store, engine)
     gamma = engine.speculative.num_speculative_tokens
     record = AcceptanceRecord(
         hardware_fingerprint=hardware.fingerprint,

@@ -8,6 +8,7 @@ a rerun skips the questions already stored.
 from __future__ import annotations
 
 from profilers.engine import Engine, GenerationResult, SamplingConfig
+from profilers.models import register_engine_models
 from profilers.pool import model_name
 from profilers.progress import ProgressReporter, SilentProgress
 from profilers.tasks.base import Question, Task
@@ -71,6 +72,7 @@ def profile_accuracy(
     progress = progress or SilentProgress()
     hardware, version = engine.hardware(), engine.engine_version()
     store.upsert_hardware(hardware)
+    register_engine_models(store, engine)
     model = model_name(engine.model)
     done = store.accuracy_question_ids(hardware.fingerprint, version, model, task.name,
                                        temperature)

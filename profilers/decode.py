@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from profilers.engine import Engine, SamplingConfig
+from profilers.models import register_engine_models
 from profilers.pool import model_name
 from profilers.progress import ProgressReporter, SilentProgress
 from storage import CostPoint, ProfileRecords, ProfileStore, UserInputError
@@ -125,6 +126,19 @@ def _measure_point(engine: Engine, grid: DecodeGrid, batch_size: int, prompt_tok
     return step_samples, prefill_samples
 
 
+def pending_decode_points(store: ProfileStore, hardware_fingerprint: str, engine_version: str,
+                          model: str, draft: str | None, gamma: int, grid: DecodeGrid
+                          ) -> list[tuple[int, int]]:
+    """(batch size, prompt tokens) of the grid not yet stored for this configuration."""
+    done = store.cost_point_keys(hardware_fingerprint, engine_version, model)
+    return [
+        (batch, prompt)
+        for batch in grid.batch_sizes
+        for prompt in grid.prompt_tokens
+        if (draft, gamma, "decode", batch, grid.context_tokens(prompt)) not in done
+    ]
+
+
 def profile_decode(
     engine: Engine,
     store: ProfileStore,
@@ -140,16 +154,12 @@ def profile_decode(
     progress = progress or SilentProgress()
     hardware, version = engine.hardware(), engine.engine_version()
     store.upsert_hardware(hardware)
+    register_engine_models(store, engine)
     model = model_name(engine.model)
     draft = model_name(engine.speculative.draft_model) if engine.speculative else None
     gamma = engine.speculative.num_speculative_tokens if engine.speculative else 0
-    done = store.cost_point_keys(hardware.fingerprint, version, model)
-    pending = [
-        (batch, prompt)
-        for batch in grid.batch_sizes
-        for prompt in grid.prompt_tokens
-        if (draft, gamma, "decode", batch, grid.context_tokens(prompt)) not in done
-    ]
+    pending = pending_decode_points(store, hardware.fingerprint, version, model, draft, gamma,
+                                    grid)
     progress.start(f"decode cost {model}" + (f" + {draft} gamma={gamma}" if draft else ""),
                    len(pending))
 

@@ -6,8 +6,9 @@ import json
 import struct
 from pathlib import Path
 
+from profilers.engine import Engine
 from profilers.pool import model_name
-from storage import ModelRecord, UserInputError
+from storage import ModelRecord, ProfileStore, UserInputError
 
 
 def _safetensors_parameters(path: Path) -> int:
@@ -50,3 +51,18 @@ def read_model_record(path: str, role: str) -> ModelRecord:
         size_bytes=sum(file.stat().st_size for file in weights),
         vocab_size=vocab_size,
     )
+
+
+def register_engine_models(store: ProfileStore, engine: Engine) -> None:
+    """Store the engine's target and draft models unless already known (measurements
+    reference them); a model that is not a local directory is stored by name only."""
+    models = [(engine.model, "target")]
+    if engine.speculative is not None:
+        models.append((engine.speculative.draft_model, "draft"))
+    for path, role in models:
+        if store.get_model(model_name(path)) is not None:
+            continue
+        if (Path(path).expanduser() / "config.json").is_file():
+            store.upsert_model(read_model_record(path, role))
+        else:
+            store.upsert_model(ModelRecord(model_name(path), path, role, 0, 0, 0))

@@ -158,6 +158,19 @@ class ProfileStore:
         return {(draft or None, gamma, phase, batch, context)
                 for draft, gamma, phase, batch, context in rows}
 
+    def acceptance_keys(
+        self, hardware_fingerprint: str, engine_version: str, target: str
+    ) -> set[tuple[str, int, str, float]]:
+        """Measured acceptance keys (draft, gamma, task, temperature) for `target`."""
+        query = select(AcceptanceRow.draft, AcceptanceRow.gamma, AcceptanceRow.task,
+                       AcceptanceRow.temperature).where(
+            AcceptanceRow.hardware_fingerprint == hardware_fingerprint,
+            AcceptanceRow.engine_version == engine_version,
+            AcceptanceRow.target == target,
+        )
+        with self._db.session() as session:
+            return {tuple(row) for row in session.execute(query).all()}
+
     def accuracy_question_ids(
         self, hardware_fingerprint: str, engine_version: str, model: str, task: str,
         temperature: float,

@@ -116,9 +116,11 @@ def _write_json(path: Path, records: ProfileRecords, compressed: bool) -> None:
     document: dict[str, Any] = {FORMAT_KEY: FORMAT_VERSION, "tool_version": tool_version()}
     for key in _KINDS:
         document[key] = [_jsonable(record) for record in getattr(records, key)]
-    opener = gzip.open if compressed else open
-    with opener(path, "wt", encoding="utf-8") as stream:
-        json.dump(document, stream, indent=1)
+    text = json.dumps(document, indent=1)
+    if compressed:  # mtime=0: the same profile always gives the same bytes
+        path.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+    else:
+        path.write_text(text, encoding="utf-8")
 
 
 def _read_json(path: Path, compressed: bool) -> ProfileRecords:

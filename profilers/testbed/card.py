@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from profilers.acceptance import profile_acceptance
 from profilers.accuracy import profile_accuracy
-from profilers.decode import DecodeGrid, profile_decode
+from profilers.decode import DecodeGrid, pending_decode_points, profile_decode
 from profilers.engine import SpeculativeConfig
+from profilers.hardware import describe_local_hardware
 from profilers.models import read_model_record
 from profilers.pool import EnginePool
 from profilers.progress import ProgressReporter
@@ -48,28 +49,60 @@ def relative_model_path(name: str) -> str:
 
 def profile_testbed(store: ProfileStore, pool: EnginePool, settings: TestbedSettings,
                     progress: ProgressReporter | None = None) -> None:
-    """Measure every testbed model; resumable (stored points and questions are skipped)."""
+    """Measure every testbed model; resumable: an engine whose work is stored never starts."""
+    from profilers.vllm_engine import engine_version
+
     task = ArithmeticTask()
-    drafts = [size.name for size in FAMILY if size.role == "draft"]
+    todo = _Todo(store, describe_local_hardware().fingerprint, engine_version(), settings, task)
     for size in FAMILY:
         record = read_model_record(str(model_dir(size.name)), size.role)
         store.upsert_model(_with_relative_path(record))
     for size in FAMILY:
-        engine = pool.get(str(model_dir(size.name)))
-        profile_decode(engine, store, settings.grid, progress)
-        profile_accuracy(engine, store, task, questions=settings.questions,
-                         samples_per_question=settings.samples_per_question,
-                         temperature=settings.temperature, max_tokens=settings.max_tokens,
-                         progress=progress)
+        if todo.decode(size.name) or todo.accuracy(size.name):
+            engine = pool.get(str(model_dir(size.name)))
+            profile_decode(engine, store, settings.grid, progress)
+            profile_accuracy(engine, store, task, questions=settings.questions,
+                             samples_per_question=settings.samples_per_question,
+                             temperature=settings.temperature, max_tokens=settings.max_tokens,
+                             progress=progress)
+    drafts = [size.name for size in FAMILY if size.role == "draft"]
     for size in (size for size in FAMILY if size.role == "target"):
-        for draft in drafts:
-            for gamma in settings.gammas:
-                speculative = SpeculativeConfig(str(model_dir(draft)), gamma)
-                engine = pool.get(str(model_dir(size.name)), speculative)
-                profile_decode(engine, store, settings.grid, progress)
+        for draft, gamma in ((draft, gamma) for draft in drafts for gamma in settings.gammas):
+            if not (todo.decode(size.name, draft, gamma)
+                    or todo.acceptance(size.name, draft, gamma)):
+                continue
+            speculative = SpeculativeConfig(str(model_dir(draft)), gamma)
+            engine = pool.get(str(model_dir(size.name)), speculative)
+            profile_decode(engine, store, settings.grid, progress)
+            if todo.acceptance(size.name, draft, gamma):
                 profile_acceptance(engine, store, task, questions=settings.acceptance_questions,
                                    temperature=settings.temperature,
                                    max_tokens=settings.max_tokens, progress=progress)
+
+
+@dataclass(frozen=True)
+class _Todo:
+    """What is still unmeasured on this machine and engine (answers without an engine)."""
+
+    store: ProfileStore
+    fingerprint: str
+    engine_version: str
+    settings: TestbedSettings
+    task: ArithmeticTask
+
+    def decode(self, model: str, draft: str | None = None, gamma: int = 0) -> bool:
+        return bool(pending_decode_points(self.store, self.fingerprint, self.engine_version,
+                                          model, draft, gamma, self.settings.grid))
+
+    def accuracy(self, model: str) -> bool:
+        done = self.store.accuracy_question_ids(self.fingerprint, self.engine_version, model,
+                                                self.task.name, self.settings.temperature)
+        return len(done) < self.settings.questions
+
+    def acceptance(self, target: str, draft: str, gamma: int) -> bool:
+        key = (draft, gamma, self.task.name, self.settings.temperature)
+        return key not in self.store.acceptance_keys(self.fingerprint, self.engine_version,
+                                                     target)
 
 
 def _with_relative_path(record):
