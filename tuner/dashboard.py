@@ -54,7 +54,9 @@ class DashboardStorage(RDBStorage):
         if not feasible or len(self.get_study_directions(study_id)) != 1:
             return super().get_best_trial(study_id)
         sign = -1 if self.get_study_directions(study_id)[0] == StudyDirection.MAXIMIZE else 1
-        return min(feasible, key=lambda t: (sign * float(t.values[0]), t.number))
+        # equal accuracy: the faster configuration wins, as in `latts-tune run`
+        return min(feasible, key=lambda t: (sign * float(t.values[0]),
+                                            t.user_attrs.get("latency_s", math.inf), t.number))
 
 
 def _with_constraint_list(trial: FrozenTrial) -> FrozenTrial:

