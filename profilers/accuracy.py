@@ -12,7 +12,13 @@ from profilers.models import register_engine_models
 from profilers.pool import model_name
 from profilers.progress import ProgressReporter, SilentProgress
 from profilers.tasks.base import Question, Task
-from storage import AccuracySample, HardwareRecord, ProfileStore, UserInputError
+from storage import (
+    AccuracySample,
+    ClaimStore,
+    HardwareRecord,
+    ProfileStore,
+    UserInputError,
+)
 
 QUESTIONS_PER_BATCH = 25
 
@@ -63,8 +69,11 @@ def profile_accuracy(
     split: str = "heldout",
     seed: int = 0,
     progress: ProgressReporter | None = None,
+    claims: ClaimStore | None = None,
 ) -> int:
-    """Sample K answers for each question not yet stored; return how many were measured."""
+    """Sample K answers for each question not yet stored; return how many were measured.
+
+    With `claims`, each question is claimed first, so several workers split the questions."""
     check_accuracy_settings(questions, samples_per_question)
     if engine.speculative is not None:
         raise UserInputError("accuracy is profiled without a draft (speculative decoding "
@@ -80,11 +89,19 @@ def profile_accuracy(
     progress.start(f"accuracy {model} K={samples_per_question} T={temperature}", len(pending))
     sampling = SamplingConfig(n=samples_per_question, temperature=temperature,
                               max_tokens=max_tokens, seed=seed)
+    claim_key = f"accuracy|{hardware.fingerprint}|{version}|{model}|{task.name}|{temperature}|"
+    measured = 0
     for start in range(0, len(pending), QUESTIONS_PER_BATCH):
-        chunk = pending[start : start + QUESTIONS_PER_BATCH]
+        batch = pending[start : start + QUESTIONS_PER_BATCH]
+        # with claims, several workers on one database split the questions
+        chunk = [q for q in batch if claims is None or claims.claim(claim_key + q.question_id)]
+        progress.advance(len(batch) - len(chunk))
+        if not chunk:
+            continue
+        measured += len(chunk)
         results = engine.generate([task.build_prompt(q) for q in chunk], sampling)
         for question, result in zip(chunk, results, strict=True):
             store.add_accuracy_samples(_samples_of(question, result, task, model, hardware,
                                                    version, split, sampling))
             progress.advance()
-    return len(pending)
+    return measured

@@ -19,7 +19,7 @@ from profilers.engine import Engine, SamplingConfig
 from profilers.models import register_engine_models
 from profilers.pool import model_name
 from profilers.progress import ProgressReporter, SilentProgress
-from storage import CostPoint, ProfileRecords, ProfileStore, UserInputError
+from storage import ClaimStore, CostPoint, ProfileRecords, ProfileStore, UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +144,12 @@ def profile_decode(
     store: ProfileStore,
     grid: DecodeGrid,
     progress: ProgressReporter | None = None,
+    claims: ClaimStore | None = None,
 ) -> int:
     """Measure every grid point not yet stored for this engine; return how many were measured.
+
+    With `claims`, each point is claimed first, so several workers on one database split
+    the grid and none measures a point twice.
 
     Each point is written as soon as it is measured, so an interrupt loses at most the
     point in progress and a rerun skips what is stored. A point the engine fails on
@@ -167,8 +171,14 @@ def profile_decode(
         return CostPoint(hardware.fingerprint, version, model, draft, gamma, phase, batch,
                          context, tuple(samples), measured_at=datetime.now(UTC), **failure)
 
+    measured = 0
     for batch, prompt in pending:
         context = grid.context_tokens(prompt)
+        key = f"decode|{hardware.fingerprint}|{version}|{model}|{draft}|{gamma}|{batch}|{context}"
+        if claims is not None and not claims.claim(key):
+            progress.advance()  # another worker measures it
+            continue
+        measured += 1
         try:
             step_samples, prefill_samples = _measure_point(engine, grid, batch, prompt)
         except (RuntimeError, MemoryError) as error:  # engine-side failure: record, go on
@@ -184,4 +194,4 @@ def profile_decode(
                         1e3 * statistics.median(step_samples),
                         1e3 * (max(step_samples) - min(step_samples)))
         progress.advance()
-    return len(pending)
+    return measured

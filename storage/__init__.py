@@ -3,6 +3,7 @@
 Callers get frozen records; ORM rows never leave this package. Imports nothing of ours.
 """
 
+from storage.claims import ClaimStore, worker_id
 from storage.database import Database, resolve_url
 from storage.details import AccuracyStats, CostGrid, ModelDetails, describe_model
 from storage.errors import LattsError, StorageError, StorageUnavailable, UserInputError
@@ -29,6 +30,8 @@ from storage.transfer import (
 from storage.validations import ValidationStore
 
 __all__ = [
+    "ClaimStore",
+    "worker_id",
     "FORMAT_VERSION",
     "AcceptanceRecord",
     "AccuracySample",

@@ -181,3 +181,13 @@ class ValidationRow(Base):
     expected_accuracy_low: Mapped[float | None] = mapped_column(Float)
     expected_accuracy_high: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ClaimRow(Base):
+    """A unit of profiling work taken by one worker, so no point is measured twice."""
+
+    __tablename__ = "latts_claims"
+
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(256))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime)

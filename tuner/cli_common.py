@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import click
 
-from storage import Database, ProfileStore
+from storage import ClaimStore, Database, ProfileStore
 
 
 class IntList(click.ParamType):
@@ -38,7 +38,14 @@ def open_profile_store(ctx: click.Context) -> ProfileStore:
     """Open the database named by --storage; it closes when the command ends."""
     database = Database(ctx.obj["storage"])
     ctx.call_on_close(database.close)
+    ctx.meta["latts_database"] = database
     return ProfileStore(database)
+
+
+def open_claims(ctx: click.Context) -> ClaimStore:
+    """Work claims in the database `open_profile_store` opened: several `latts-tune
+    profile` processes on one database split the work instead of repeating it."""
+    return ClaimStore(ctx.meta["latts_database"])
 
 
 def speculative_config(draft_path: str, gamma: int):

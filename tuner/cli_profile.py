@@ -8,6 +8,7 @@ from tuner.cli_common import (
     IntList,
     engine_pool,
     interrupt_message,
+    open_claims,
     open_profile_store,
     speculative_config,
 )
@@ -85,17 +86,18 @@ def decode(ctx, model_path, role, draft_path, gammas, baseline, batch_sizes, pro
     with engine_pool(max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
             interrupt_message(store):
         if budget_minutes is None:
-            _decode_full_grid(pool, model_path, configs, store, grid, progress)
+            _decode_full_grid(pool, model_path, configs, store, grid, progress,
+                              open_claims(ctx))
         else:
             _decode_budgeted(pool, model_path, configs, store, grid, progress,
                              60.0 * budget_minutes)
 
 
-def _decode_full_grid(pool, model_path, configs, store, grid, progress) -> None:
+def _decode_full_grid(pool, model_path, configs, store, grid, progress, claims) -> None:
     from profilers import profile_decode
 
     for speculative in configs:
-        profile_decode(pool.get(model_path, speculative), store, grid, progress)
+        profile_decode(pool.get(model_path, speculative), store, grid, progress, claims)
 
 
 def _decode_budgeted(pool, model_path, configs, store, grid, progress, budget_s: float) -> None:
@@ -189,4 +191,5 @@ def accuracy(ctx, model_paths, role, task_name, questions, samples, temperature,
             store.upsert_model(record)
             profile_accuracy(pool.get(path), store, task, questions=questions,
                              samples_per_question=samples, temperature=temperature,
-                             max_tokens=max_tokens, progress=progress)
+                             max_tokens=max_tokens, progress=progress,
+                             claims=open_claims(ctx))

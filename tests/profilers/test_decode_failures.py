@@ -61,3 +61,36 @@ def test_failed_points_are_stored_with_the_reason_and_the_run_goes_on(tmp_path):
         assert profile_decode(engine, store, grid) == 0
         assert engine.calls == []
         assert len(store.load_profile_set().cost_points) == len(points)
+
+
+def test_workers_sharing_a_database_split_the_grid_without_repeats(tmp_path):
+    import threading
+
+    from storage import ClaimStore
+
+    grid = DecodeGrid(batch_sizes=(1, 2, 4, 8), prompt_tokens=(8, 16, 32), decode_tokens=4,
+                      repeats=1, warmup=0)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    engines = [OutOfMemoryEngine(fail_at=1000) for _ in range(3)]
+    with Database(url) as db:
+        ProfileStore(db).upsert_model(
+            ModelRecord("fake-target", "/models/fake-target", "target", 1, 1, 64))
+
+    def worker(engine, owner):
+        with Database(url) as db:
+            profile_decode(engine, ProfileStore(db), grid,
+                           claims=ClaimStore(db, owner=owner))
+
+    threads = [threading.Thread(target=worker, args=(engine, f"host:{index}"))
+               for index, engine in enumerate(engines)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    measured = [calls for engine in engines for calls in engine.calls]
+    assert len(measured) == len(grid.batch_sizes) * len(grid.prompt_tokens)
+    with Database(url) as db:
+        decode = [p for p in ProfileStore(db).load_profile_set().cost_points
+                  if p.phase == "decode"]
+    assert len(decode) == 12
+    assert len({(p.batch_size, p.context_tokens) for p in decode}) == 12
