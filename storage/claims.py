@@ -60,7 +60,7 @@ class ClaimStore:
                 .where(ClaimRow.key == key, ClaimRow.claimed_at == holder.claimed_at)
                 .values(owner=self.owner, claimed_at=now)
             )
-            return taken.rowcount == 1
+            return getattr(taken, "rowcount", 0) == 1
 
 
 def _may_be_alive(owner: str) -> bool:

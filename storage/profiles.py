@@ -169,7 +169,8 @@ class ProfileStore:
             AcceptanceRow.target == target,
         )
         with self._db.session() as session:
-            return {tuple(row) for row in session.execute(query).all()}
+            return {(draft, gamma, task, temperature)
+                    for draft, gamma, task, temperature in session.execute(query).all()}
 
     def accuracy_question_ids(
         self, hardware_fingerprint: str, engine_version: str, model: str, task: str,

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 
 class RichProgress:
@@ -17,7 +24,7 @@ class RichProgress:
             TimeElapsedColumn(),
             console=Console(stderr=True),
         )
-        self._task = None
+        self._task: TaskID | None = None
         self._started = False
 
     def start(self, description: str, total: int) -> None:

@@ -210,12 +210,14 @@ def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
 
 
 def _storage(study: optuna.Study) -> optuna.storages.RDBStorage:
-    return getattr(study._storage, "_backend", study._storage)
+    storage = getattr(study._storage, "_backend", study._storage)
+    assert isinstance(storage, optuna.storages.RDBStorage)  # workers open only RDB storage
+    return storage
 
 
 def _poll_s(study: optuna.Study) -> float:
     # Waiting for others' trials: look again a few times per heartbeat interval.
-    return max(0.1, _storage(study).get_heartbeat_interval() / 4)
+    return max(0.1, (_storage(study).get_heartbeat_interval() or 1) / 4)
 
 
 @contextmanager
