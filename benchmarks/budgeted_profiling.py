@@ -66,7 +66,9 @@ def load_points(args) -> tuple[list, str]:
         profile = ProfileStore(Database(args.storage)).load_profile_set()
         return list(profile.cost_points), args.storage
     records = read_profile_file(args.profile)
-    return list(records.cost_points), str(args.profile)
+    path = args.profile.resolve()
+    return list(records.cost_points), str(path.relative_to(REPO) if path.is_relative_to(REPO)
+                                          else path)
 
 
 def full_grid_slices(points) -> list[Slice]:

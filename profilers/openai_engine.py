@@ -152,7 +152,8 @@ class OpenAIServerEngine:
         self.model = model or self.served_model
         self.speculative = speculative
         self._hardware: HardwareRecord | None = None
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, _Stream] = {}  # open streams; a reader removes its own
+        self._aborted: set[str] = set()  # their late deltas are dropped
         self._outputs: queue.Queue = queue.Queue()
         self._check_speculative()
 
@@ -279,6 +280,7 @@ class OpenAIServerEngine:
 
     def _read_stream(self, stream: _Stream, body: dict) -> None:
         prompt_tokens = len(body["prompt"]) if isinstance(body["prompt"], list) else 0
+        unfinished = body["n"]
         try:
             with self._stream(body) as response:
                 _raise_for_status(response)
@@ -288,14 +290,20 @@ class OpenAIServerEngine:
                     for choice in event.get("choices") or ():
                         if choice.get("prompt_token_ids"):
                             prompt_tokens = len(choice["prompt_token_ids"])
+                        unfinished -= choice.get("finish_reason") is not None
+                        if unfinished == 0:
+                            # Done before the last delta is handed over, so the caller
+                            # never sees every branch finished while has_unfinished() holds.
+                            self._streams.pop(stream.request_id, None)
                         self._outputs.put(BranchDelta(
                             stream.request_id, choice["index"], choice.get("text") or "",
                             _choice_tokens(choice), choice.get("finish_reason"),
                             prompt_tokens))
         except Exception as error:  # handed to step(), raised in the caller's thread
-            self._outputs.put(error)
+            if not stream.aborted.is_set():
+                self._outputs.put(error)
         finally:
-            self._outputs.put(_Finished(stream.request_id))
+            self._streams.pop(stream.request_id, None)
 
     def step(self) -> list[BranchDelta]:
         """Deltas that arrived since the last call; waits briefly when none has yet."""
@@ -307,23 +315,18 @@ class OpenAIServerEngine:
         except queue.Empty:
             return deltas
         while True:
-            self._take(item, deltas)
+            if isinstance(item, Exception):
+                raise ServerError(f"streaming request failed: {item}") from item
+            if item.request_id not in self._aborted:
+                deltas.append(item)
             try:
                 item = self._outputs.get_nowait()
             except queue.Empty:
                 return deltas
 
-    def _take(self, item, deltas: list[BranchDelta]) -> None:
-        if isinstance(item, Exception):
-            raise ServerError(f"streaming request failed: {item}") from item
-        if isinstance(item, _Finished):
-            self._streams.pop(item.request_id, None)
-        elif item.request_id in self._streams and not self._streams[
-                item.request_id].aborted.is_set():
-            deltas.append(item)
-
     def abort(self, request_ids: list[str]) -> None:
         for request_id in request_ids:
+            self._aborted.add(request_id)
             stream = self._streams.pop(request_id, None)
             if stream is not None:
                 stream.aborted.set()
@@ -334,11 +337,6 @@ class OpenAIServerEngine:
     def close(self) -> None:
         self.abort(list(self._streams))
         self._client.close()
-
-
-@dataclass(frozen=True)
-class _Finished:
-    request_id: str
 
 
 def _raise_for_status(response) -> None:

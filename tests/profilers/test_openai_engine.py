@@ -1,6 +1,7 @@
 """The OpenAI-server engine against a scripted HTTP transport (the real server: contract)."""
 
 import json
+import time
 
 import httpx
 import pytest
@@ -112,12 +113,15 @@ def test_streaming_interface_yields_deltas_until_every_branch_finished():
     engine = engine_on(server, speculative=SpeculativeConfig("d", 3))
     engine.submit("r1", [1, 2, 3], SamplingConfig(n=2, max_tokens=8))
     deltas = []
-    while engine.has_unfinished():
+    deadline_s = time.perf_counter() + 10
+    while sum(d.finish_reason is not None for d in deltas) < 2:  # as the executor loops
+        assert time.perf_counter() < deadline_s
         deltas += engine.step()
     assert [(d.request_id, d.branch_index, d.text, d.new_tokens, d.finish_reason)
             for d in deltas] == [("r1", 0, "4", 1, None), ("r1", 1, "4", 1, "stop"),
                                  ("r1", 0, "#4", 2, "stop")]
     assert all(d.prompt_tokens == 3 for d in deltas) and engine.step() == []
+    assert not engine.has_unfinished()
 
 
 def test_aborted_requests_produce_no_further_deltas():
