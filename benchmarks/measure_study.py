@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import optuna  # noqa: E402
 from engine_runs import REPO, RESULTS, machine_description  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
 
 DB = RESULTS / "measure_study.db"
 
@@ -56,8 +55,10 @@ def main() -> None:
 def run_until(command: list[str], url: str, trials: int) -> dict:
     """Start the study; send SIGINT once `trials` trials are complete."""
     started_s = time.perf_counter()
+    # A shell's background job ignores SIGINT and children inherit that: restore it.
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     while process.poll() is None:
         time.sleep(2)
         if completed(url) >= trials:
@@ -70,12 +71,16 @@ def run_until(command: list[str], url: str, trials: int) -> dict:
 
 
 def completed(url: str) -> int:
+    """Complete trials, read with plain sqlite3 (no Optuna schema work beside a writer)."""
+    import sqlite3
+
     try:
-        summaries = optuna.get_all_study_summaries(storage=url)
-    except Exception:  # the database is not created yet
+        with sqlite3.connect(DB, timeout=1) as connection:
+            row = connection.execute(
+                "SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()
+    except sqlite3.Error:  # not created yet, or busy: ask again later
         return 0
-    return sum(len(optuna.load_study(study_name=s.study_name, storage=url)
-                   .get_trials(states=(TrialState.COMPLETE,))) for s in summaries)
+    return int(row[0])
 
 
 def trial_states(url: str) -> list[dict]:

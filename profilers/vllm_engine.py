@@ -60,6 +60,8 @@ class VllmEngine:
         if speculative is not None:
             check_model_path(speculative.draft_model)
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; tiny models need little
+        # vLLM logs to stdout by default; stdout carries our results and --json.
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         from vllm import LLM
 
         self.model = model

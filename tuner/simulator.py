@@ -8,7 +8,10 @@ together; as they finish the batch shrinks:
 with L sorted lengths, B_i = N - i + 1 live branches, ctx_i = prompt + (L(i-1) + L(i)) / 2
 (the context in the middle of the segment) and E(gamma) = 1 + sum_{k<gamma} P(first k+1
 drafts accepted). Speculative decoding is lossless: lengths and answers do not depend on
-the draft.
+the draft. With a draft, accepted tokens vary step to step, so each branch's step count is
+drawn (fixed seed) around L / E(gamma) with the variance the per-position acceptance counts
+imply, and segments are cut where branches finish in steps: the slowest of N branches sets
+the latency (`acceptance_noise=False` restores the mean-only formula above).
 
 Vote (the executor implements the same rule): the answer most branches gave wins; only
 branches that finished and have a parsed answer vote. Ties go to the answer whose earliest
@@ -172,11 +175,13 @@ class Simulator:
         split: str | None = None,
         subsets: int = DEFAULT_SUBSETS,
         seed: int = 0,
+        acceptance_noise: bool = True,
     ) -> None:
         self.profile = profile
         self.task = task
         self.subsets = subsets
         self.seed = seed
+        self.acceptance_noise = acceptance_noise
         self._samples = [
             s for s in profile.accuracy if s.task == task and (split is None or s.split == split)
         ]
@@ -267,9 +272,9 @@ class Simulator:
             raise ValueError("a cutoff needs a deadline")
         table = self.table(config.model, config.temperature)
         draw = self._draw(config, table)
-        prefill_s, segment_s = self._timings(table, config, draw)
-        finish_s = prefill_s[:, None, None] + np.cumsum(segment_s, axis=2)
-        latency_s = finish_s[:, :, -1]
+        prefill_s, decode_finish_s = self._timings(table, config, draw)
+        finish_s = prefill_s[:, None, None] + decode_finish_s
+        latency_s = finish_s.max(axis=2)
         if objective.cutoff and deadline_s is not None:
             finished = finish_s <= deadline_s
             latency_s = np.minimum(latency_s, deadline_s)
@@ -290,7 +295,7 @@ class Simulator:
             mean_latency_s=float(latency_s.mean()),
             mean_generated_tokens=draw.mean_generated_tokens,
             prefill_s=float(prefill_s.mean()),
-            decode_s=float(segment_s.sum(axis=2).mean()),
+            decode_s=float(decode_finish_s.max(axis=2).mean()),
             tokens_per_step=self.tokens_per_step(config),
             questions=len(per_question),
             subsets=draw.lengths.shape[1],
@@ -303,19 +308,43 @@ class Simulator:
         draw = self._draw(config, table)
         finished = None
         if deadline_s is not None:
-            prefill_s, segment_s = self._timings(table, config, draw)
-            finished = prefill_s[:, None, None] + np.cumsum(segment_s, axis=2) <= deadline_s
+            prefill_s, decode_finish_s = self._timings(table, config, draw)
+            finished = prefill_s[:, None, None] + decode_finish_s <= deadline_s
         return _majority_correct(draw.codes, finished, table.code_correct).mean(axis=1)
 
     def _timings(self, table: AccuracyTable, config: Configuration, draw: _Draw):
-        """Prefill seconds [Q] and decode seconds per segment [Q, S, N]."""
+        """Prefill seconds [Q] and each branch's decode finish time [Q, S, N] (draw order)."""
         n = config.branches
         prefill = self.cost_model(config.model, config.draft, config.gamma, "prefill")
         prompt = table.prompt_tokens
         prefill_s = prefill.predict(np.column_stack([np.full_like(prompt, n), prompt]))
         decode = self.cost_model(config.model, config.draft, config.gamma, "decode")
-        step_s = decode.predict(draw.step_features).reshape(draw.lengths.shape)
-        return prefill_s, draw.segment_tokens / self.tokens_per_step(config) * step_s
+        variance = self.tokens_per_step_variance(config) if self.acceptance_noise else 0.0
+        if variance <= 0:
+            step_s = decode.predict(draw.step_features).reshape(draw.lengths.shape)
+            segment_s = draw.segment_tokens / self.tokens_per_step(config) * step_s
+            return prefill_s, np.cumsum(segment_s, axis=2)
+        steps = _branch_steps(draw.lengths, self.tokens_per_step(config), variance,
+                              config.gamma, self.seed)
+        return prefill_s, _finish_by_steps(steps, table.prompt_tokens,
+                                           self.tokens_per_step(config), decode)
+
+    def tokens_per_step_variance(self, config: Configuration) -> float:
+        """Variance of tokens a branch gains per verification step (0 without a draft).
+
+        With p_k = P(first k drafts accepted), accepted A has P(A >= k) = p_k, so
+        E[A] = sum p_k and E[A^2] = sum (2k - 1) p_k.
+        """
+        if config.draft is None or config.gamma == 0:
+            return 0.0
+        records = self.acceptance_records(config)
+        drafts = sum(record.num_drafts for record in records)
+        rates = np.zeros(config.gamma)
+        for record in records:
+            rates += np.asarray(record.accepted_per_position[: config.gamma], dtype=float)
+        rates /= max(drafts, 1)
+        k = np.arange(1, config.gamma + 1)
+        return float(max(0.0, ((2 * k - 1) * rates).sum() - rates.sum() ** 2))
 
     def _draw(self, config: Configuration, table: AccuracyTable) -> _Draw:
         key = (config.model, config.temperature, config.branches)
@@ -405,6 +434,38 @@ def _majority_correct(codes: np.ndarray, finished: np.ndarray | None,
     has_vote = counts.max(axis=2) > 0
     winner_correct = np.take_along_axis(code_correct[:, None, :], winner[..., None], axis=2)
     return has_vote & winner_correct[..., 0]
+
+
+def _branch_steps(lengths: np.ndarray, mean: float, variance: float, gamma: int,
+                  seed: int) -> np.ndarray:
+    """Verification steps each branch needs for its tokens [Q, S, N].
+
+    Accepted drafts vary step to step, so the step count to L tokens is random: by the
+    renewal central limit theorem about Normal(L / mean, L * variance / mean^3), drawn with
+    a fixed seed and clipped to what gamma allows. The slowest of N branches sets the
+    latency, so this variance raises latency with N (E[max] > max E).
+    """
+    rng = np.random.default_rng([seed, *lengths.shape, gamma])
+    noise = rng.standard_normal(lengths.shape)
+    steps = lengths / mean + noise * np.sqrt(lengths * variance / mean**3)
+    return np.clip(np.rint(steps), np.ceil(lengths / (gamma + 1)), np.maximum(lengths, 1))
+
+
+def _finish_by_steps(steps: np.ndarray, prompt_tokens: np.ndarray, mean: float,
+                     decode) -> np.ndarray:
+    """Decode finish time of every branch [Q, S, N], in the order of `steps`' last axis."""
+    order = np.argsort(steps, axis=2, kind="stable")
+    ordered = np.take_along_axis(steps, order, axis=2)
+    previous = np.concatenate([np.zeros_like(ordered[..., :1]), ordered[..., :-1]], axis=2)
+    n = steps.shape[2]
+    live = np.broadcast_to(n - np.arange(n, dtype=float), steps.shape)
+    context = prompt_tokens[:, None, None] + mean * (previous + ordered) / 2
+    step_s = decode.predict(np.column_stack([live.ravel(), context.ravel()])
+                            ).reshape(steps.shape)
+    finish = np.cumsum((ordered - previous) * step_s, axis=2)
+    result = np.empty_like(finish)
+    np.put_along_axis(result, order, finish, axis=2)
+    return result
 
 
 def predictive_interval(per_question: np.ndarray, questions: int, seed: int = 0,

@@ -32,3 +32,40 @@ def test_predictive_interval_widens_with_fewer_questions_and_holds_certain_votes
     assert high_10 - low_10 > high_400 - low_400
     assert low_400 < 0.5 < high_400
     assert predictive_interval(np.ones(30), 25) == (1.0, 1.0)
+
+
+def _spec_profile(rates):
+    from tuner_synthetic import acceptance, cost_grid, profile, samples
+
+    rows = [[("1", True, 40)] * 8] * 4
+    costs = (cost_grid("m", lambda b, c: 0.01) + cost_grid("m", lambda b, p: 0.1,
+                                                            phase="prefill")
+             + cost_grid("m", lambda b, c: 0.01, draft="d", gamma=len(rates))
+             + cost_grid("m", lambda b, p: 0.1, phase="prefill", draft="d",
+                         gamma=len(rates)))
+    return profile(costs=costs, accuracy=samples("m", rows),
+                   acceptance_records=[acceptance("m", "d", len(rates), rates)],
+                   models=["m", "d"])
+
+
+def test_acceptance_variance_from_per_position_rates():
+    simulator = Simulator(_spec_profile([0.5, 0.25]), "arithmetic")
+    config = Configuration("m", 1, "d", 2, 1.0)
+    # A in {0, 1, 2} with P = 0.5, 0.25, 0.25: E[A] = 0.75, E[A^2] = 1.25
+    assert simulator.tokens_per_step_variance(config) == pytest.approx(1.25 - 0.75**2)
+    assert simulator.tokens_per_step_variance(Configuration("m", 1, None, 0, 1.0)) == 0.0
+    certain = Simulator(_spec_profile([1.0, 1.0]), "arithmetic")
+    assert certain.tokens_per_step_variance(config) == pytest.approx(0.0)
+
+
+def test_slowest_of_many_branches_makes_speculation_slower_than_its_mean():
+    config = Configuration("m", 8, "d", 2, 1.0)
+    noisy = Simulator(_spec_profile([0.5, 0.25]), "arithmetic").score(config)
+    mean_only = Simulator(_spec_profile([0.5, 0.25]), "arithmetic",
+                          acceptance_noise=False).score(config)
+    # 40 tokens at 1.75 tokens per step: 22.9 steps of 10 ms plus 100 ms prefill
+    assert mean_only.mean_latency_s == pytest.approx(0.1 + 40 / 1.75 * 0.01)
+    assert noisy.mean_latency_s > mean_only.mean_latency_s
+    single = Simulator(_spec_profile([0.5, 0.25]), "arithmetic").score(
+        Configuration("m", 1, "d", 2, 1.0))
+    assert abs(single.mean_latency_s - mean_only.mean_latency_s) < 0.01
