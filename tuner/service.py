@@ -16,7 +16,6 @@ from storage import (
     ProfileStore,
     StorageUnavailable,
     UserInputError,
-    import_profiles,
     read_profile_file,
 )
 from tuner.dashboard import save_study_figures
@@ -76,7 +75,7 @@ def load_profile(store: ProfileStore, spec: StudySpec) -> ProfileSet:
     records = read_profile_file(spec.profiles)
     fingerprint, engine = _pair_of(records, spec.profiles)
     if (fingerprint, engine) not in pairs:
-        counts = import_profiles(store, spec.profiles)
+        counts = store.write(records)  # the file is parsed once
         logger.info("imported %s: %s", spec.profiles, counts)
     return store.load_profile_set(fingerprint, engine)
 
