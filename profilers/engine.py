@@ -38,6 +38,15 @@ class BranchOutput:
     finish_reason: str | None
 
 
+@dataclass
+class BranchProgress:
+    """What one branch has produced so far while its request streams."""
+
+    text: str = ""
+    tokens: int = 0
+    finish_reason: str | None = None
+
+
 @dataclass(frozen=True)
 class GenerationResult:
     """The branches for one prompt plus the engine's own timing of the request.

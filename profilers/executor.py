@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from profilers.engine import BranchDelta, SamplingConfig, StreamingEngine
+from profilers.engine import BranchDelta, BranchProgress, SamplingConfig, StreamingEngine
 from profilers.progress import ProgressReporter, SilentProgress
 from profilers.tasks.base import Question, Task
 from profilers.voting import majority_vote
@@ -108,13 +108,6 @@ class ExecutionReport:
 
 
 @dataclass
-class _Branch:
-    text: str = ""
-    tokens: int = 0
-    finish_reason: str | None = None
-
-
-@dataclass
 class _Live:
     """A submitted request and what its branches produced so far."""
 
@@ -123,16 +116,16 @@ class _Live:
     submitted_s: float
     n: int
     prompt_tokens: int = 0
-    branches: dict[int, _Branch] = field(default_factory=dict)
+    branches: dict[int, BranchProgress] = field(default_factory=dict)
 
     def add(self, delta: BranchDelta) -> None:
-        branch = self.branches.setdefault(delta.branch_index, _Branch())
+        branch = self.branches.setdefault(delta.branch_index, BranchProgress())
         branch.text += delta.text
         branch.tokens += delta.new_tokens
         branch.finish_reason = delta.finish_reason or branch.finish_reason
         self.prompt_tokens = delta.prompt_tokens or self.prompt_tokens
 
-    def finished(self) -> list[_Branch]:
+    def finished(self) -> list[BranchProgress]:
         return [b for _, b in sorted(self.branches.items()) if b.finish_reason is not None]
 
     def done(self) -> bool:

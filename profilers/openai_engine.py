@@ -25,22 +25,21 @@ from urllib.parse import urlsplit
 from profilers.engine import (
     BranchDelta,
     BranchOutput,
+    BranchProgress,
     GenerationResult,
     SamplingConfig,
     SpecCounters,
     SpeculativeConfig,
 )
 from profilers.hardware import fingerprint_of
+from profilers.vllm_engine import SPEC_COUNTER_FIELDS, SPEC_PER_POSITION_COUNTER
 from storage import HardwareRecord, UserInputError
 
 logger = logging.getLogger(__name__)
 
-_COUNTERS = {
-    "vllm:spec_decode_num_drafts_total": "num_drafts",
-    "vllm:spec_decode_num_draft_tokens_total": "num_draft_tokens",
-    "vllm:spec_decode_num_accepted_tokens_total": "num_accepted_tokens",
-}
-_PER_POSITION = "vllm:spec_decode_num_accepted_tokens_per_pos_total"
+# The offline engine's counters, as Prometheus text names them (with `_total`)
+_COUNTERS = {f"{name}_total": field for name, field in SPEC_COUNTER_FIELDS.items()}
+_PER_POSITION = f"{SPEC_PER_POSITION_COUNTER}_total"
 UNKNOWN_REMOTE = "remote, unknown"
 STEP_WAIT_S = 0.01  # how long step() waits for output; bounds the deadline check delay
 
@@ -91,13 +90,6 @@ def hardware_from_server_info(info: dict | None, base_url: str) -> HardwareRecor
 class _PromptTiming:
     first_token_s: float | None = None
     last_token_s: float | None = None
-
-
-@dataclass
-class _Branch:
-    text: str = ""
-    tokens: int = 0
-    finish_reason: str | None = None
 
 
 @dataclass
@@ -251,7 +243,7 @@ class OpenAIServerEngine:
                  sampling: SamplingConfig) -> list[GenerationResult]:
         """All prompts in one request (the server batches them); client-clock timing."""
         n = sampling.n
-        branches = [[_Branch() for _ in range(n)] for _ in prompts]
+        branches = [[BranchProgress() for _ in range(n)] for _ in prompts]
         timings = [_PromptTiming() for _ in prompts]
         prompt_tokens = [len(p) if isinstance(p, list) else 0 for p in prompts]
         submitted_s = time.perf_counter()
@@ -345,7 +337,7 @@ def _raise_for_status(response) -> None:
         raise ServerError(f"server answered {response.status_code}: {response.text[:300]}")
 
 
-def _apply(branch: _Branch, timing: _PromptTiming, choice: dict, now_s: float) -> None:
+def _apply(branch: BranchProgress, timing: _PromptTiming, choice: dict, now_s: float) -> None:
     tokens = _choice_tokens(choice)
     branch.text += choice.get("text") or ""
     branch.tokens += tokens
@@ -355,7 +347,7 @@ def _apply(branch: _Branch, timing: _PromptTiming, choice: dict, now_s: float) -
         timing.last_token_s = now_s
 
 
-def _result(branches: list[_Branch], timing: _PromptTiming, prompt_tokens: int,
+def _result(branches: list[BranchProgress], timing: _PromptTiming, prompt_tokens: int,
             submitted_s: float) -> GenerationResult:
     first_s = decode_s = None
     if timing.first_token_s is not None and timing.last_token_s is not None:

@@ -25,12 +25,12 @@ from storage import HardwareRecord, UserInputError
 
 logger = logging.getLogger(__name__)
 
-_COUNTER_NAMES = {
+SPEC_COUNTER_FIELDS = {
     "vllm:spec_decode_num_drafts": "num_drafts",
     "vllm:spec_decode_num_draft_tokens": "num_draft_tokens",
     "vllm:spec_decode_num_accepted_tokens": "num_accepted_tokens",
 }
-_PER_POSITION = "vllm:spec_decode_num_accepted_tokens_per_pos"
+SPEC_PER_POSITION_COUNTER = "vllm:spec_decode_num_accepted_tokens_per_pos"
 
 
 def check_model_path(path: str) -> None:
@@ -122,12 +122,12 @@ class VllmEngine:
         return self._llm.llm_engine.has_unfinished_requests()
 
     def speculative_counters(self) -> SpecCounters:
-        totals = dict.fromkeys(_COUNTER_NAMES.values(), 0)
+        totals = dict.fromkeys(SPEC_COUNTER_FIELDS.values(), 0)
         per_position: list[int] = []
         for metric in self._llm.get_metrics():
-            if metric.name in _COUNTER_NAMES:  # several objects may share a name: sum them
-                totals[_COUNTER_NAMES[metric.name]] += int(metric.value)
-            elif metric.name == _PER_POSITION:
+            if metric.name in SPEC_COUNTER_FIELDS:  # several objects may share a name: sum them
+                totals[SPEC_COUNTER_FIELDS[metric.name]] += int(metric.value)
+            elif metric.name == SPEC_PER_POSITION_COUNTER:
                 values = list(metric.values)
                 per_position += [0] * (len(values) - len(per_position))
                 for index, value in enumerate(values):
