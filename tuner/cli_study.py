@@ -199,6 +199,20 @@ def presets_list(ctx):
                    f"latency_s={predicted.get('latency_s', float('nan')):.3f}")
 
 
+@presets.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def presets_import(ctx, path):
+    """Check a preset file (e.g. edited by hand) and store it, replacing one of its name.
+
+    Example: latts-tune presets import presets/testbed-150ms-q0.9-t203.preset.json
+    """
+    from tuner.service import import_preset
+
+    preset = import_preset(_open_database(ctx), path)
+    click.echo(f"stored preset {preset.name}")
+
+
 @presets.command("show")
 @click.argument("name")
 @click.pass_context

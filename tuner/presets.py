@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from storage import tool_version
+from storage import UserInputError, tool_version
 from storage.records import ProfileSet
 from tuner.simulator import Configuration, LatencyObjective
 from tuner.spec import REPO_ROOT
@@ -42,13 +42,13 @@ class Serving(_Section):
 class Request(_Section):
     """What the client sends per question and how it combines the branches."""
 
-    n: int
-    temperature: float
-    top_p: float
-    max_tokens: int
+    n: int = Field(ge=1)
+    temperature: float = Field(ge=0)
+    top_p: float = Field(gt=0, le=1)
+    max_tokens: int = Field(ge=1)
     aggregation: Literal["majority"]
     tie_rule: str
-    timeout_s: float | None
+    timeout_s: float | None = Field(gt=0)
 
 
 class Predicted(_Section):
@@ -200,3 +200,21 @@ def write_preset(preset: Preset, output_format: str, directory: Path) -> list[Pa
 def _write(path: Path, text: str) -> Path:
     path.write_text(text + ("" if text.endswith("\n") else "\n"))
     return path
+
+
+def read_preset_file(path: Path) -> Preset:
+    """Load a `.preset.json` (or YAML) file, e.g. edited by hand; a bad one raises a
+    UserInputError naming the first wrong field."""
+    try:
+        body = yaml.safe_load(path.read_text())  # JSON is YAML
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise UserInputError(
+            f"{path}: not a readable preset file ({type(error).__name__})") from None
+    if not isinstance(body, dict):
+        raise UserInputError(f"{path}: a preset is a mapping (latts_preset: 1, name: ...)")
+    try:
+        return Preset.model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise UserInputError(f"{path}: {where}: {first['msg']}") from None

@@ -19,7 +19,7 @@ from storage import (
     read_profile_file,
 )
 from tuner.dashboard import save_study_figures
-from tuner.presets import Preset, build_preset, write_preset
+from tuner.presets import Preset, build_preset, read_preset_file, write_preset
 from tuner.simulator import LatencyObjective, Simulator
 from tuner.space import SearchSpace, build_space
 from tuner.spec import StudySpec
@@ -156,3 +156,12 @@ def export_preset(db: Database, study_name: str, trial_number: int | None,
                                       trial_number=summary.number,
                                       body=preset.model_dump(mode="json")))
     return preset, paths
+
+
+def import_preset(db: Database, path: Path) -> Preset:
+    """Check a preset file (e.g. edited by hand) and store it under its name."""
+    preset = read_preset_file(path)
+    PresetStore(db).save(PresetRecord(name=preset.name, study_name=preset.provenance.study,
+                                      trial_number=preset.provenance.trial,
+                                      body=preset.model_dump(mode="json")))
+    return preset

@@ -41,7 +41,24 @@ def world(tmp_path_factory):
     (root / "truncated.json.gz").write_bytes(gzip.compress(b'{"format_version": 1, "hard')[:-8])
     _ok(url, "run", "--deadline", "6s", "--spec", str(root / "fam.yaml"))
     _ok(url, "export", "--study", "fam-6s-q0.9", "-o", str(root / "presets"))
+    _ok(url, "export", "--study", "fam-6s-q0.9", "--format", "json", "-o", str(root / "json"))
+    _hand_edited_presets(root, json.loads(next((root / "json").glob("*.preset.json")).read_text()))
     return url, root
+
+
+def _hand_edited_presets(root, preset: dict) -> None:
+    """Preset files a user broke by hand: each keeps the rest of a valid preset."""
+    edits = {
+        "preset-n0.json": lambda p: p["request"].update(n=0),
+        "preset-v2.json": lambda p: p.update(latts_preset=2),
+        "preset-noname.json": lambda p: p.pop("name"),
+        "preset-extra.json": lambda p: p["request"].update(branches=4),
+    }
+    for name, edit in edits.items():
+        broken = json.loads(json.dumps(preset))
+        edit(broken)
+        (root / name).write_text(json.dumps(broken))
+    (root / "preset-garbage.json").write_text('{"latts_preset": 1, "name": ')
 
 
 def _ok(url, *args):
@@ -113,6 +130,19 @@ CASES = {
     "profile-other-version": ("profiles import {root}/other-version.json",
                               "Error: {root}/other-version.json has profile format version "
                               "999; this latts-tune (0.1.0) reads version 1"),
+    "preset-bad-value": ("presets import {root}/preset-n0.json",
+                         "Error: {root}/preset-n0.json: request.n: Input should be greater "
+                         "than or equal to 1"),
+    "preset-other-version": ("presets import {root}/preset-v2.json",
+                             "Error: {root}/preset-v2.json: latts_preset: Input should be 1"),
+    "preset-missing-field": ("presets import {root}/preset-noname.json",
+                             "Error: {root}/preset-noname.json: name: Field required"),
+    "preset-unknown-field": ("presets import {root}/preset-extra.json",
+                             "Error: {root}/preset-extra.json: request.branches: Extra inputs "
+                             "are not permitted"),
+    "preset-truncated": ("presets import {root}/preset-garbage.json",
+                         "Error: {root}/preset-garbage.json: not a readable preset file "
+                         "(ParserError)"),
     "profile-not-ours": ("profiles import {root}/not-a-profile.json",
                          "Error: {root}/not-a-profile.json is not a latts-tune profile file "
                          "(no 'latts_profile' version)"),
@@ -157,3 +187,13 @@ def test_bad_storage_is_one_line_and_changes_nothing(world, case):
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines()[-1] == expected.format(root=root)
     assert _dump(url) == before
+
+
+def test_an_exported_preset_file_imports_back_unchanged(world):
+    url, root = world
+    path = next((root / "json").glob("*.preset.json"))
+    exported = json.loads(path.read_text())
+    _ok(url, "presets", "import", str(path))
+    result = CliRunner().invoke(cli, ["--storage", url, "presets", "show", exported["name"]],
+                                catch_exceptions=False)
+    assert json.loads(result.output) == exported
