@@ -21,7 +21,8 @@ from profilers.testbed.family import model_dir
 pytestmark = pytest.mark.engine
 
 REPO = Path(__file__).resolve().parents[2]
-BATCHES, PROMPTS = (1, 2, 4), (8, 16)
+# big enough that the killed run cannot finish the grid between two polls
+BATCHES, PROMPTS = (1, 2, 4, 8, 16), (8, 16, 32)
 RUN_TIMEOUT_S = 600
 
 
@@ -31,7 +32,7 @@ def _command(db: Path) -> list[str]:
             "--model", str(model_dir("tb-draft")), "--role", "draft",
             "--batch-sizes", ",".join(map(str, BATCHES)),
             "--prompt-tokens", ",".join(map(str, PROMPTS)),
-            "--decode-tokens", "8", "--repeats", "2", "--max-model-len", "128"]
+            "--decode-tokens", "8", "--repeats", "4", "--max-model-len", "128"]
 
 
 def _start(db: Path, log: Path) -> subprocess.Popen:
@@ -58,7 +59,7 @@ def _wait_for_points(db: Path, process: subprocess.Popen, at_least: int) -> None
     while _decode_points(db) < at_least:
         assert process.poll() is None, "the profiler ended before it was interrupted"
         assert time.monotonic() < deadline, "no point measured in time"
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def _end_group(process: subprocess.Popen) -> None:
