@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,15 +60,20 @@ def load_cache() -> dict[str, dict]:
 
 
 def measure_all(workspace: Workspace, configs: Iterable[Configuration], questions: int,
-                split: str = "validation", seed: int = 0) -> dict[Configuration, dict]:
-    """Measured figures of every configuration (cached ones are not run again)."""
+                split: str = "validation",
+                seeds: Mapping[Configuration, int] | None = None) -> dict[Configuration, dict]:
+    """Measured figures of every configuration (cached ones are not run again).
+
+    `seeds[config]` picks the disjoint slice of the split a configuration runs on (default
+    0: every configuration on the same questions, a paired comparison)."""
     from profilers.vllm_engine import VllmEngine
 
     cache = load_cache()
     wanted = list(dict.fromkeys(configs))
-    missing = [c for c in wanted if cache_key(c, questions, split, seed) not in cache]
+    seed_of = {c: (seeds or {}).get(c, 0) for c in wanted}
+    key_of = {c: cache_key(c, questions, split, seed_of[c]) for c in wanted}
+    missing = [c for c in wanted if key_of[c] not in cache]
     task = get_task(workspace.spec.task)
-    chosen = select_questions(task, split, questions, seed)
     for engine_key in dict.fromkeys((c.model, c.draft, c.gamma) for c in missing):
         group = [c for c in missing if (c.model, c.draft, c.gamma) == engine_key]
         model, speculative = engine_arguments(workspace.profile, group[0])
@@ -78,8 +83,9 @@ def measure_all(workspace: Workspace, configs: Iterable[Configuration], question
               file=sys.stderr, flush=True)
         try:
             for config in group:
+                chosen = select_questions(task, split, questions, seed_of[config])
                 row = _measure_one(workspace, engine, task, chosen, config)
-                row["key"] = cache_key(config, questions, split, seed)
+                row["key"] = key_of[config]
                 with CACHE.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
                 cache[row["key"]] = row
@@ -89,7 +95,7 @@ def measure_all(workspace: Workspace, configs: Iterable[Configuration], question
                       flush=True)
         finally:
             engine.close()
-    return {c: cache[cache_key(c, questions, split, seed)] for c in wanted}
+    return {c: cache[key_of[c]] for c in wanted}
 
 
 def _measure_one(workspace: Workspace, engine, task, questions, config: Configuration) -> dict:

@@ -7,7 +7,13 @@ latency error <= 10% (stretch 5%), none above 25%; measured accuracy inside the 
 95% interval for >= 90% of configurations. Writes benchmarks/results/fidelity.json and .md
 with the machine description and the command.
 
-Usage: python benchmarks/fidelity.py [--questions 60] [--spec studies/testbed.yaml]
+The accuracy target is judged against the prediction for what is measured: accuracy on
+`--questions` new questions (`simulator.predictive_interval`: the profile's estimation
+error, question sampling and branch sampling). The bootstrap interval of the profile's mean
+is reported too; it is narrower because it leaves out the last two. Each configuration runs
+on its own slice of the validation split, so the checks are independent.
+
+Usage: python benchmarks/fidelity.py [--questions 100] [--spec studies/testbed.yaml]
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ CONFIGURATIONS = (  # (model, N, draft, gamma), grouped by engine
     ("tb-large", 1, None, 0), ("tb-large", 4, None, 0), ("tb-large", 16, None, 0),
     ("tb-large", 1, D, 3), ("tb-large", 4, D, 4), ("tb-large", 12, D, 4),
     ("tb-large", 8, D, 2),
+    ("tb-small", 12, None, 0), ("tb-medium", 4, None, 0), ("tb-medium", 8, D, 4),
+    ("tb-large", 2, None, 0), ("tb-large", 6, D, 3),
 )
 
 
@@ -54,7 +62,10 @@ def main() -> None:
         workspace = with_client_clock(workspace)
     temperature = workspace.space.models[0].temperatures[0]
     configs = [Configuration(m, n, d, g, temperature) for m, n, d, g in CONFIGURATIONS]
-    measured = measure_all(workspace, configs, args.questions)
+    # each configuration on its own slice of the split, so that the accuracy checks are
+    # independent (one easy or hard slice would otherwise move them all together)
+    measured = measure_all(workspace, configs, args.questions,
+                           seeds={config: index for index, config in enumerate(configs)})
     rows = [row_of(config, measured[config],
                    asdict(predict(workspace.simulator, config, questions=args.questions)))
             for config in configs]
@@ -100,9 +111,9 @@ def row_of(config: Configuration, run: dict, predicted: dict) -> dict:
         "expected_range": [predicted["expected_low"], predicted["expected_high"]],
         "measured_accuracy": accuracy,
         "measured_interval": [measured["accuracy_low"], measured["accuracy_high"]],
-        "inside_predicted_interval":
+        "inside_mean_interval":
             predicted["accuracy_low"] <= accuracy <= predicted["accuracy_high"],
-        "inside_expected_range":
+        "inside_predicted_interval":
             predicted["expected_low"] <= accuracy <= predicted["expected_high"],
         "diagnostics": run["diagnostics"],
     }
@@ -111,7 +122,7 @@ def row_of(config: Configuration, run: dict, predicted: dict) -> dict:
 def summarize(rows: list[dict]) -> dict:
     errors = [abs(r[key]) for r in rows for key in ("p50_error", "p90_error")]
     inside = sum(r["inside_predicted_interval"] for r in rows)
-    expected = sum(r["inside_expected_range"] for r in rows)
+    inside_mean = sum(r["inside_mean_interval"] for r in rows)
     return {
         "configurations": len(rows),
         "median_abs_latency_error": statistics.median(errors),
@@ -120,7 +131,7 @@ def summarize(rows: list[dict]) -> dict:
         "max_abs_latency_error": max(errors),
         "over_25_percent": sum(e > 0.25 for e in errors),
         "accuracy_inside_predicted_interval": inside / len(rows),
-        "accuracy_inside_expected_range": expected / len(rows),
+        "accuracy_inside_mean_interval": inside_mean / len(rows),
         "targets_met": {
             "median_abs_latency_error<=10%": statistics.median(errors) <= 0.10,
             "none_above_25%": max(errors) <= 0.25,
@@ -142,7 +153,8 @@ def markdown(result: dict) -> str:
         "request at a time; predictions from the shipped profile (heldout split), decode "
         f"costs on the {result['decode_clock']} clock", "",
         "| configuration | p50 pred | p50 meas | err | p90 pred | p90 meas | err "
-        "| accuracy pred (95% CI) | expected range on these questions | measured | inside CI |",
+        "| accuracy pred (95% CI of the mean) | 95% prediction on these questions | measured "
+        "| inside |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|",
     ]
     for r in result["configurations"]:
@@ -163,18 +175,19 @@ def markdown(result: dict) -> str:
         f"- largest |latency error|: {summary['max_abs_latency_error']:.1%}, "
         f"{summary['over_25_percent']} above 25% — target none: "
         f"{'met' if met['none_above_25%'] else 'MISSED'}",
-        f"- measured accuracy inside the predicted 95% interval: "
-        f"{summary['accuracy_inside_predicted_interval']:.0%} — target >= 90%: "
+        f"- measured accuracy inside the predicted 95% interval for {result['questions']} "
+        f"new questions: {summary['accuracy_inside_predicted_interval']:.0%} — target >= 90%: "
         f"{'met' if met['accuracy_inside_interval>=90%'] else 'MISSED'}",
-        f"- measured accuracy inside the 95% range expected for "
-        f"{result['questions']} new questions: {summary['accuracy_inside_expected_range']:.0%}",
+        f"- measured accuracy inside the 95% interval of the profile's mean (narrower: "
+        f"leaves out question and branch sampling of the run): "
+        f"{summary['accuracy_inside_mean_interval']:.0%}",
     ]
     return "\n".join(lines) + "\n"
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=60)
+    parser.add_argument("--questions", type=int, default=100)
     parser.add_argument("--spec", default=None)
     parser.add_argument("--decode-clock", choices=("engine", "client"), default="engine",
                         help="engine: the shipped profile; client: decode/prefill costs "

@@ -6,7 +6,7 @@ and then MEASURE on the real engine (validation questions, executor) the accurac
 (b) branches only (no speculative decoding); (c) speculative decoding only, one branch;
 (d) latts-tune's joint optimum. Writes benchmarks/results/paper_claim.json and .md.
 
-Usage: python benchmarks/paper_claim.py [--questions 60] [--deadlines 0.3s,0.8s,2s]
+Usage: python benchmarks/paper_claim.py [--questions 200] [--deadlines 0.3s,0.8s,2s]
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def markdown(result: dict) -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=60)
+    parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--spec", default=None)
     parser.add_argument("--deadlines", default=None,
                         type=lambda text: [parse_duration(part) for part in text.split(",")])

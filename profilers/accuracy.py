@@ -3,9 +3,17 @@
 Speculative decoding is lossless, so samples are drawn without a draft. Each question's K
 samples are written in one transaction, so an interrupt never leaves half a question and
 a rerun skips the questions already stored.
+
+Each question is sampled with its own seed, derived from the run's seed and the question id:
+with one seed for all, vLLM gives every question the same child seeds, the questions share
+random streams, and intervals that treat questions as independent come out too narrow. The
+derivation does not depend on batching, so a resumed or split run draws the same samples.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import zlib
 
 from profilers.engine import Engine, GenerationResult, SamplingConfig
 from profilers.models import register_engine_models
@@ -46,6 +54,11 @@ def _samples_of(question: Question, result: GenerationResult, task: Task, model:
             finish_reason=branch.finish_reason or "unknown",
         ))
     return samples
+
+
+def question_seed(seed: int, question_id: str) -> int:
+    """A seed for one question's samples; vLLM adds the branch index for each child."""
+    return zlib.crc32(f"{seed}|{question_id}".encode()) % 2**30
 
 
 def check_accuracy_settings(questions: int, samples_per_question: int) -> None:
@@ -99,7 +112,10 @@ def profile_accuracy(
         if not chunk:
             continue
         measured += len(chunk)
-        results = engine.generate([task.build_prompt(q) for q in chunk], sampling)
+        results = engine.generate(
+            [task.build_prompt(q) for q in chunk],
+            [dataclasses.replace(sampling, seed=question_seed(seed, q.question_id))
+             for q in chunk])
         for question, result in zip(chunk, results, strict=True):
             store.add_accuracy_samples(_samples_of(question, result, task, model, hardware,
                                                    version, split, sampling))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +28,16 @@ class SamplingConfig:
     max_tokens: int = 64
     seed: int | None = None
     ignore_eos: bool = False  # cost profiling decodes a fixed number of tokens
+
+
+def sampling_per_prompt(sampling: SamplingConfig | Sequence[SamplingConfig],
+                        prompt_count: int) -> list[SamplingConfig]:
+    """One sampling config per prompt, from one shared config or a list of them."""
+    if isinstance(sampling, SamplingConfig):
+        return [sampling] * prompt_count
+    if len(sampling) != prompt_count:
+        raise ValueError(f"{len(sampling)} sampling configs for {prompt_count} prompts")
+    return list(sampling)
 
 
 @dataclass(frozen=True)
@@ -108,9 +119,13 @@ class Engine(Protocol):
     speculative: SpeculativeConfig | None
 
     def generate(
-        self, prompts: list[str] | list[list[int]], sampling: SamplingConfig
+        self, prompts: list[str] | list[list[int]],
+        sampling: SamplingConfig | Sequence[SamplingConfig],
     ) -> list[GenerationResult]:
-        """Generate `sampling.n` branches for each prompt (text or token ids), in one batch."""
+        """Generate `sampling.n` branches for each prompt (text or token ids), in one batch.
+
+        `sampling` is one config for every prompt or one per prompt (e.g. per-question seeds).
+        """
         ...
 
     def speculative_counters(self) -> SpecCounters:

@@ -19,6 +19,8 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -30,6 +32,7 @@ from profilers.engine import (
     SamplingConfig,
     SpecCounters,
     SpeculativeConfig,
+    sampling_per_prompt,
 )
 from profilers.hardware import fingerprint_of
 from profilers.vllm_engine import SPEC_COUNTER_FIELDS, SPEC_PER_POSITION_COUNTER
@@ -240,8 +243,20 @@ class OpenAIServerEngine:
         return self._client.stream("POST", "/v1/completions", json=body)
 
     def generate(self, prompts: list[str] | list[list[int]],
-                 sampling: SamplingConfig) -> list[GenerationResult]:
-        """All prompts in one request (the server batches them); client-clock timing."""
+                 sampling: SamplingConfig | Sequence[SamplingConfig]
+                 ) -> list[GenerationResult]:
+        """One request for all prompts when they share a config (the server batches them),
+        else one concurrent request per prompt; client-clock timing."""
+        configs = sampling_per_prompt(sampling, len(prompts))
+        if len(set(configs)) <= 1:
+            return self._generate_together(prompts, configs[0]) if prompts else []
+        with ThreadPoolExecutor(max_workers=len(prompts)) as pool:
+            return [results[0] for results in pool.map(
+                lambda prompt, config: self._generate_together([prompt], config),
+                prompts, configs)]
+
+    def _generate_together(self, prompts: list[str] | list[list[int]],
+                           sampling: SamplingConfig) -> list[GenerationResult]:
         n = sampling.n
         branches = [[BranchProgress() for _ in range(n)] for _ in prompts]
         timings = [_PromptTiming() for _ in prompts]

@@ -7,9 +7,14 @@ vLLM starts worker processes with the spawn method.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import gc
 import logging
+import multiprocessing
+import multiprocessing.util  # registers its exit handler now, so ours (later) runs first
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from profilers.engine import (
@@ -19,6 +24,7 @@ from profilers.engine import (
     SamplingConfig,
     SpecCounters,
     SpeculativeConfig,
+    sampling_per_prompt,
 )
 from profilers.hardware import describe_local_hardware
 from storage import HardwareRecord, UserInputError
@@ -44,6 +50,31 @@ def check_model_path(path: str) -> None:
         )
 
 
+ENGINE_EXIT_TIMEOUT_S = 10.0
+
+
+@functools.cache
+def _stop_engines_at_exit() -> None:
+    """Once per process: stop engine processes still running when the interpreter exits.
+
+    An engine not closed (an exception, or Ctrl-C while an engine starts) leaves its
+    engine-core process alive, and multiprocessing's own exit handler joins it forever:
+    the process hangs instead of exiting. atexit runs handlers last-registered first and
+    multiprocessing.util registered its handler at import, so this runs before that join.
+    """
+    atexit.register(_terminate_children)
+
+
+def _terminate_children() -> None:
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()  # SIGTERM: vLLM's handlers shut the engine down cleanly
+    for child in children:
+        child.join(ENGINE_EXIT_TIMEOUT_S)
+        if child.is_alive():
+            child.kill()
+
+
 class VllmEngine:
     """One vLLM engine for one (model, speculative config); statistics always on."""
 
@@ -59,6 +90,7 @@ class VllmEngine:
         check_model_path(model)
         if speculative is not None:
             check_model_path(speculative.draft_model)
+        _stop_engines_at_exit()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; tiny models need little
         # vLLM logs to stdout by default; stdout carries our results and --json.
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
@@ -85,9 +117,11 @@ class VllmEngine:
         )
 
     def generate(
-        self, prompts: list[str] | list[list[int]], sampling: SamplingConfig
+        self, prompts: list[str] | list[list[int]],
+        sampling: SamplingConfig | Sequence[SamplingConfig],
     ) -> list[GenerationResult]:
-        params = _sampling_params(sampling)
+        params = [_sampling_params(config)
+                  for config in sampling_per_prompt(sampling, len(prompts))]
         inputs = [
             {"prompt_token_ids": prompt} if isinstance(prompt, list) else prompt
             for prompt in prompts

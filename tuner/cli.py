@@ -1,12 +1,14 @@
 """The `latts-tune` command line: wires storage, profilers and tuner; holds no logic.
 
 User mistakes (our `UserInputError`s) become one ``Error: ...`` line and exit code 2;
-anything else is a bug and keeps its traceback.
+anything else is a bug and keeps its traceback. SIGTERM is handled like Ctrl-C, so a
+terminated run closes its engines and stores what it finished.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
@@ -57,7 +59,12 @@ def cli(ctx: click.Context, storage: str, verbose: int, quiet: bool) -> None:
     ctx.obj = {"storage": storage}
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     cli(prog_name="latts-tune")
 
 

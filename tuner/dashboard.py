@@ -106,6 +106,8 @@ def serve(storage_url: str, host: str, port: int) -> None:
     except OSError as error:  # raised by the bind: port taken, address not ours
         raise UserInputError(f"cannot listen on {host}:{port}: {error.strerror}; "
                              "pick another --port or --host") from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the normal way to stop a server
+        return
 
 
 def save_study_figures(study: optuna.Study, settings: StudySettings,

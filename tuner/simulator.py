@@ -472,12 +472,16 @@ def predictive_interval(per_question: np.ndarray, questions: int, seed: int = 0,
                         draws: int = 2000) -> tuple[float, float]:
     """95% interval of the accuracy a run on `questions` new questions would measure.
 
-    Questions are drawn from the profiled ones and each vote is correct with its profiled
-    probability, so the interval holds both question sampling and branch sampling (the
-    bootstrap interval of `score` holds only the profile's own question sampling).
+    Each draw resamples the profiled questions (the profile's own estimation error), picks
+    `questions` new ones from that resample (question sampling) and makes each vote correct
+    with its profiled probability (branch sampling). The bootstrap interval of `score` holds
+    only the first of the three.
     """
-    rng = np.random.default_rng([seed, questions, len(per_question)])
-    chosen = per_question[rng.integers(0, len(per_question), size=(draws, questions))]
+    profiled = len(per_question)
+    rng = np.random.default_rng([seed, questions, profiled])
+    resampled = rng.integers(0, profiled, size=(draws, profiled))
+    picks = rng.integers(0, profiled, size=(draws, questions))
+    chosen = per_question[np.take_along_axis(resampled, picks, axis=1)]
     measured = (rng.random(chosen.shape) < chosen).mean(axis=1)
     low, high = np.quantile(measured, [0.025, 0.975])
     return float(low), float(high)

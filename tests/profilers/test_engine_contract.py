@@ -95,6 +95,16 @@ def test_token_prompts_with_ignore_eos_decode_exactly_max_tokens(engine):
     assert results[0].branches[0].text == results[1].branches[0].text  # greedy
 
 
+def test_one_sampling_config_per_prompt_seeds_each_prompt(engine):
+    prompt = "61+17-30+22-9:"
+    configs = [SamplingConfig(n=3, temperature=2.0, max_tokens=24, seed=seed)
+               for seed in (11, 11, 12)]
+    texts = [[b.text for b in result.branches] for result in engine.generate([prompt] * 3,
+                                                                              configs)]
+    assert texts[0] == texts[1]  # same seed, same samples
+    assert texts[0] != texts[2]  # a prompt's own seed gives it its own random stream
+
+
 def test_speculative_counters_move_as_deltas(engine):
     before = engine.speculative_counters()
     engine.generate(["12+3+5:"], SamplingConfig(n=2, max_tokens=30, seed=3))

@@ -8,6 +8,7 @@ import pytest
 from fake_cost_engine import FakeCostEngine
 
 from profilers import BranchOutput, GenerationResult, profile_accuracy
+from profilers.engine import sampling_per_prompt
 from profilers.tasks import Math500Task, get_task
 from profilers.tasks.latex import last_boxed, math_equal
 from profilers.tasks.rows import SPLIT_BUCKETS, split_of
@@ -183,12 +184,13 @@ class ScriptedMathEngine(FakeCostEngine):
 
     def generate(self, prompts, sampling):
         results = []
-        for prompt in prompts:
+        for prompt, config in zip(prompts, sampling_per_prompt(sampling, len(prompts)),
+                                  strict=True):
             row = next(row for row in ROWS if row["problem"] in prompt)
             other = self.DECIMALS.get(row["answer"], row["answer"])
             texts = [row["solution"], f"so \\boxed{{{other}}}.", "\\boxed{\\frac{1}{7}}"]
             branches = tuple(BranchOutput(text, 10 + i, "stop") for i, text in enumerate(texts))
-            results.append(GenerationResult(20, branches[:sampling.n], 0.01, 0.1, 12))
+            results.append(GenerationResult(20, branches[:config.n], 0.01, 0.1, 12))
         return results
 
 

@@ -21,3 +21,4 @@ def test_probe_tells_the_broken_wrapper_from_a_working_one():
 
     assert _expand_is_broken(casts_and_drops)
     assert not _expand_is_broken(expand_to_tokens)
+

@@ -68,7 +68,8 @@ def test_validate_command_prints_the_comparison(preset, monkeypatch):
     monkeypatch.setattr(cli_validate, "_start_vllm_engine", scripted_starter([]))
     result = invoke("--storage", url, "validate", "--preset", name, "--questions", "3")
     assert result.exit_code == 0, result.output
-    for label in ("accuracy (95% CI)", "mean latency", "p50 latency", "p90 latency"):
+    for label in ("accuracy (95% CI of the mean)", "95% prediction for 3 new questions",
+                  "mean latency", "p50 latency", "p90 latency"):
         assert label in result.output
     assert f"Stored as validation 1 of preset {name}" in result.output
     as_json = json.loads(invoke("--storage", url, "validate", "--preset", name,
