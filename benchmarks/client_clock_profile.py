@@ -26,7 +26,7 @@ from storage import Database, ProfileStore  # noqa: E402
 
 CLIENT_DB = RESULTS / "client_clock.db"
 GRID = DecodeGrid(batch_sizes=(1, 2, 4, 8, 16), prompt_tokens=(8, 112), repeats=2,
-                  clock="client", temperature=0.8)
+                  clock="client", temperature=0.6)  # the testbed study's temperature
 DEFAULT_SLICES = ("tb-small:0", "tb-small:2", "tb-medium:0", "tb-medium:1", "tb-medium:4",
                   "tb-large:0", "tb-large:2", "tb-large:3", "tb-large:4")
 

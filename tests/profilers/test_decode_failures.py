@@ -94,3 +94,28 @@ def test_workers_sharing_a_database_split_the_grid_without_repeats(tmp_path):
                   if p.phase == "decode"]
     assert len(decode) == 12
     assert len({(p.batch_size, p.context_tokens) for p in decode}) == 12
+
+
+class StaggeredEngine(OutOfMemoryEngine):
+    """Each later request's decode window is shorter: its prefill came in a later step, so
+    the earlier requests' windows also hold that prefill step."""
+
+    def generate(self, prompts, sampling):
+        steps = sampling.max_tokens - 1
+        branch = BranchOutput("x" * sampling.max_tokens, sampling.max_tokens, "length")
+        return [GenerationResult(len(prompt), (branch,), 0.01,
+                                 1e-3 * steps + 5e-3 * (len(prompts) - 1 - index),
+                                 sampling.max_tokens)
+                for index, prompt in enumerate(prompts)]
+
+
+def test_step_cost_comes_from_the_window_without_other_requests_prefills(tmp_path):
+    grid = DecodeGrid(batch_sizes=(1, 4), prompt_tokens=(8,), decode_tokens=5, repeats=1,
+                      warmup=0)
+    with Database(f"sqlite:///{tmp_path / 'p.db'}") as db:
+        store = ProfileStore(db)
+        store.upsert_model(ModelRecord("fake-target", "/models/fake-target", "target", 1, 1, 64))
+        profile_decode(StaggeredEngine(fail_at=99), store, grid)
+        decode = {p.batch_size: p.seconds_samples[0]
+                  for p in store.load_profile_set().cost_points if p.phase == "decode"}
+    assert decode[1] == decode[4] == 1e-3  # not (4e-3 + 15e-3) / 4 from the first request
