@@ -12,14 +12,14 @@ import os
 
 import pytest
 from postgres_server import PostgresUnavailable, find_binaries, timed_start
+from unavailable import in_ci, missing
 
 _database_numbers = itertools.count()
 
 
 def postgres_required() -> bool:
     """True in CI, where a missing server must fail the postgres tests, not skip them."""
-    return (os.environ.get("CI", "").lower() == "true"
-            or os.environ.get("LATTS_REQUIRE_POSTGRES") == "1")
+    return in_ci() or os.environ.get("LATTS_REQUIRE_POSTGRES") == "1"
 
 
 def pytest_report_header(config) -> str:
@@ -36,9 +36,7 @@ def postgres_server():
     try:
         server, start_s = timed_start()
     except PostgresUnavailable as error:
-        if postgres_required():
-            pytest.fail(f"PostgreSQL is required (CI / LATTS_REQUIRE_POSTGRES): {error}")
-        pytest.skip(f"NO POSTGRESQL: {error}")
+        missing(f"NO POSTGRESQL: {error}", required=postgres_required())
     print(f"\npostgres server on port {server.port} started in {start_s:.2f} s")
     yield server
     server.stop()

