@@ -199,7 +199,9 @@ def evaluate(piece: Slice, fraction: float, holdout: Slice | None = None) -> dic
     randoms = random_errors(piece, count)
     full_error = mean_error(full, piece)
     budget_error = mean_error(budget_model, piece)
-    extremes_model = fit(piece, extremes_design(piece))
+    extremes = extremes_design(piece)
+    extremes_model = fit(piece, extremes)
+    extremes_error = mean_error(extremes_model, piece)
     return {
         "slice": piece.key.label(), "grid_points": len(every), "budget_points": count,
         "repeat_spread": piece.noise,
@@ -214,9 +216,9 @@ def evaluate(piece: Slice, fraction: float, holdout: Slice | None = None) -> dic
         "time_budget_points": len(timed),
         "time_budget_error": mean_error(fit(piece, timed), piece),
         "meets": _meets(budget_error, full_error),
-        "extremes_points": len(extremes_design(piece)),
-        "extremes_error": mean_error(extremes_model, piece),
-        "extremes_meets": _meets(mean_error(extremes_model, piece), full_error),
+        "extremes_points": len(extremes),
+        "extremes_error": extremes_error,
+        "extremes_meets": _meets(extremes_error, full_error),
         **_holdout_scores(full, budget_model, piece, holdout, extremes_model),
     }
 

@@ -2,9 +2,10 @@
 
 For gamma in 0, 2, 3 (one engine each): (1) the executor's cost per generated token at
 N=1 on 60 validation questions (slice 7) after a 10-question warm-up, two rounds, with the
-draft's measured acceptance; (2) the decode profiler's measurement shape (B requests of a
-filler prompt, ignore_eos, 32 tokens, engine clock) at B=1 and B=8, greedy as the
-profiler sends it and sampled at T=0.6 as the executor sends it. Writes
+draft's measured acceptance; (2) the decode profiler's own measurement
+(`profilers.decode.measure_decode_step`: B requests of a filler prompt, ignore_eos, 32
+tokens, engine clock, shortest request window) at B=1 and B=8, greedy as the profiler
+sends it and sampled at T=0.6 as the executor sends it. Writes
 benchmarks/results/spec_speedup.md and .json.
 
 Usage: python benchmarks/spec_speedup.py
@@ -22,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine_runs import RESULTS, machine_description  # noqa: E402
 
-from profilers import ExecutionPlan, SamplingConfig, SpeculativeConfig, execute, get_task  # noqa: E402
+from profilers import ExecutionPlan, SpeculativeConfig, execute, get_task  # noqa: E402
+from profilers.decode import measure_decode_step  # noqa: E402
 from profilers.testbed.family import model_dir  # noqa: E402
 from tuner.validate import select_questions  # noqa: E402
 
@@ -44,14 +46,8 @@ def executor_rounds(engine, task, questions) -> list[dict]:
 
 
 def profiler_step_ms(engine, batch: int, temperature: float) -> float:
-    before = engine.speculative_counters()
-    configs = [SamplingConfig(n=1, temperature=temperature, max_tokens=32, ignore_eos=True,
-                              seed=None if temperature == 0 else index)
-               for index in range(batch)]
-    results = engine.generate([FILLER] * batch, configs)
-    drafts = (engine.speculative_counters() - before).num_drafts
-    steps = drafts / batch if engine.speculative else results[0].generated_tokens_timed - 1
-    return max(r.decode_s for r in results) / steps * 1000
+    step_s, _ = measure_decode_step(engine, batch, FILLER, 32, temperature)
+    return step_s * 1000
 
 
 def measure(gamma: int) -> dict:

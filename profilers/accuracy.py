@@ -13,9 +13,8 @@ derivation does not depend on batching, so a resumed or split run draws the same
 from __future__ import annotations
 
 import dataclasses
-import zlib
 
-from profilers.engine import Engine, GenerationResult, SamplingConfig
+from profilers.engine import Engine, GenerationResult, SamplingConfig, question_seed
 from profilers.models import register_engine_models
 from profilers.pool import model_name
 from profilers.progress import ProgressReporter, SilentProgress
@@ -54,11 +53,6 @@ def _samples_of(question: Question, result: GenerationResult, task: Task, model:
             finish_reason=branch.finish_reason or "unknown",
         ))
     return samples
-
-
-def question_seed(seed: int, question_id: str) -> int:
-    """A seed for one question's samples; vLLM adds the branch index for each child."""
-    return zlib.crc32(f"{seed}|{question_id}".encode()) % 2**30
 
 
 def check_accuracy_settings(questions: int, samples_per_question: int) -> None:

@@ -10,6 +10,7 @@ first token) is recorded from the same requests.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 from dataclasses import dataclass
@@ -65,17 +66,21 @@ def _filler_prompt(length: int) -> list[int]:
     return [_FILLER_IDS[index % len(_FILLER_IDS)] for index in range(length)]
 
 
-def _measure_once(engine: Engine, batch_size: int, prompt: list[int], decode_tokens: int
-                  ) -> tuple[float, float]:
-    """Decode once; return (seconds per decode step, seconds to first token)."""
+def measure_decode_step(engine: Engine, batch_size: int, prompt: list[int],
+                        decode_tokens: int, temperature: float = 0.0) -> tuple[float, float]:
+    """Decode `batch_size` requests of `prompt` once; return (seconds per decode step,
+    seconds to first token). Greedy as the profile measures; with a temperature each
+    request samples with its own seed."""
     before = engine.speculative_counters()
-    sampling = SamplingConfig(n=1, temperature=0.0, max_tokens=decode_tokens, ignore_eos=True)
+    greedy = SamplingConfig(n=1, temperature=0.0, max_tokens=decode_tokens, ignore_eos=True)
+    sampling = greedy if temperature == 0 else [
+        dataclasses.replace(greedy, temperature=temperature, seed=index)
+        for index in range(batch_size)]
     results = engine.generate([prompt] * batch_size, sampling)
     drafts = (engine.speculative_counters() - before).num_drafts
     # Requests reach the engine one by one, so their prefills land in different steps and
-    # an early request's decode window also holds later requests' prefill steps (first
-    # tokens spread 6-14 ms at batch 8-16, 112-token prompts, tb-medium). The shortest
-    # window is the one least disturbed: the cost of a step with the whole batch decoding.
+    # an early request's decode window also holds later requests' prefill steps. The
+    # shortest window is the least disturbed: a step with the whole batch decoding.
     decode_s = min((result.decode_s for result in results if result.decode_s), default=0.0)
     generated = results[0].generated_tokens_timed
     steps = drafts / batch_size if engine.speculative is not None else generated - 1
@@ -114,7 +119,7 @@ def _measure_with(engine: Engine, grid: DecodeGrid, batch_size: int, prompt: lis
     if grid.clock == "client":
         return _measure_client_clock(engine, batch_size, prompt, grid.decode_tokens,
                                      grid.temperature)
-    return _measure_once(engine, batch_size, prompt, grid.decode_tokens)
+    return measure_decode_step(engine, batch_size, prompt, grid.decode_tokens)
 
 
 def _measure_point(engine: Engine, grid: DecodeGrid, batch_size: int, prompt_tokens: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,6 +29,15 @@ class SamplingConfig:
     max_tokens: int = 64
     seed: int | None = None
     ignore_eos: bool = False  # cost profiling decodes a fixed number of tokens
+
+
+def question_seed(seed: int, question_id: str) -> int:
+    """The seed of one question's request, from a run seed and the question id.
+
+    vLLM derives each branch's seed from the request's, so one seed for every question would
+    give all questions the same random streams. Independent of order and batching, so a
+    resumed or split run draws the same samples."""
+    return zlib.crc32(f"{seed}|{question_id}".encode()) % 2**30
 
 
 def sampling_per_prompt(sampling: SamplingConfig | Sequence[SamplingConfig],

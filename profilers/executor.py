@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from profilers.engine import BranchDelta, BranchProgress, SamplingConfig, StreamingEngine
+from profilers.engine import (
+    BranchDelta,
+    BranchProgress,
+    SamplingConfig,
+    StreamingEngine,
+    question_seed,
+)
 from profilers.progress import ProgressReporter, SilentProgress
 from profilers.tasks.base import Question, Task
 from profilers.voting import majority_vote
@@ -53,8 +59,9 @@ class ExecutionPlan:
         if self.deadline_s is not None and self.deadline_s <= 0:
             raise UserInputError(f"deadline must be positive (got {self.deadline_s} s)")
 
-    def sampling(self, question_index: int) -> SamplingConfig:
-        seed = None if self.sampling_seed is None else self.sampling_seed + 1000 * question_index
+    def sampling(self, question_id: str) -> SamplingConfig:
+        seed = None if self.sampling_seed is None else question_seed(self.sampling_seed,
+                                                                     question_id)
         return SamplingConfig(n=self.n, temperature=self.temperature, top_p=self.top_p,
                               max_tokens=self.max_tokens, seed=seed)
 
@@ -145,7 +152,7 @@ def execute(engine: StreamingEngine, task: Task, questions: list[Question],
     while pending or live:
         while pending and len(live) < plan.in_flight:
             index, question = pending.popleft()
-            live[_submit(engine, task, index, question, plan)] = _Live(
+            live[_submit(engine, task, question, plan)] = _Live(
                 index, question, time.perf_counter(), plan.n)
         for delta in engine.step():
             if delta.request_id in live:  # late deltas of aborted requests are dropped
@@ -158,10 +165,10 @@ def execute(engine: StreamingEngine, task: Task, questions: list[Question],
                            time.perf_counter() - started_s)
 
 
-def _submit(engine: StreamingEngine, task: Task, index: int, question: Question,
+def _submit(engine: StreamingEngine, task: Task, question: Question,
             plan: ExecutionPlan) -> str:
     request_id = f"latts-exec-{next(_request_numbers)}"
-    engine.submit(request_id, task.build_prompt(question), plan.sampling(index))
+    engine.submit(request_id, task.build_prompt(question), plan.sampling(question.question_id))
     return request_id
 
 

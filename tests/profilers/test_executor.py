@@ -4,6 +4,7 @@ import pytest
 from fake_streaming import ScriptedEngine
 
 from profilers import ExecutionPlan, Question, execute
+from profilers.engine import question_seed
 from profilers.tasks import ArithmeticTask
 from storage import UserInputError
 
@@ -60,8 +61,9 @@ def test_requests_in_flight_overlap_and_outcomes_keep_question_order():
 
 def test_seeded_plan_gives_each_question_its_own_seed():
     plan = ExecutionPlan(n=2, temperature=0.8, max_tokens=8, sampling_seed=5)
-    assert plan.sampling(0).seed == 5 and plan.sampling(1).seed == 1005
-    assert ExecutionPlan(n=2, temperature=0.8, max_tokens=8).sampling(3).seed is None
+    assert plan.sampling("q0").seed == question_seed(5, "q0")
+    assert plan.sampling("q1").seed == question_seed(5, "q1") != plan.sampling("q0").seed
+    assert ExecutionPlan(n=2, temperature=0.8, max_tokens=8).sampling("q3").seed is None
 
 
 def test_bad_plans_are_refused():
