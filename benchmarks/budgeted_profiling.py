@@ -1,32 +1,31 @@
 """Budgeted decode profiling vs the full grid: same fitted-model error with half the points?
 
-Simulation on a stored full-grid profile (default: the shipped testbed profile): for each
-decode slice (model, draft, gamma), the planner (`profilers.planner`) picks points as a
-budgeted run would, reading each point's measured median instead of measuring it (the
-choice depends only on the values of the points already chosen, so this is the choice a
-live run would make if the engine reproduced the stored values). The tuner's cost model
-fitted on the chosen points is scored on every grid point, against the same model fitted
-on the full grid. Baselines: the coarse grid only, and the four corners plus random points
-(same count, 200 draws).
+Simulation on stored full-grid measurements (default: the shipped testbed profile and the
+independent re-measurements `benchmarks/results/testbed_decode_remeasured_*.json.gz`, each
+taken by `benchmarks/remeasure_decode.py`). Each measurement in turn plays the profiling
+run: for each decode slice (model, draft, gamma) the planner (`profilers.planner`) picks
+points as a budgeted run would, reading each point's measured median instead of measuring
+it (the choice depends only on the values of the points already chosen, so this is the
+choice a live run would make if the engine reproduced the stored values). The tuner's cost
+model fitted on the chosen points and the one fitted on the full grid are scored
+
+- in-sample: on every grid point of the same measurement (the full-grid fit is fitted to
+  exactly these values, noise included, so this favours it), and
+- against the others: on the per-point mean of the other measurements' medians, i.e. on
+  what the engine did in independent runs, which is what the cost model is for.
 
 Criterion (issue 7): with at most half the points, the budgeted fit's mean relative error
 over the whole grid is within 10% (relative) or 0.5 percentage points of the full-grid
-fit's own error on the same points. Also reported: the simulated measuring time (warm-up
-and repeats of prefill plus decode steps at each point's stored cost) as a fraction of the
-full grid's, and a time-budget run at 50% of the full grid's measuring time.
-
-With `--holdout FILE|URL` (a profile file or database holding an independent
-re-measurement of the same grids, e.g. `latts-tune profile decode` run again; the shipped
-testbed profile before its 2026-11-24 re-measurement is kept as
-benchmarks/results/testbed_profile_earlier.json.gz), both fits are also scored against it. Scored
-on the points it was fitted to, the full-grid fit partly fits the measurement noise of
-those very points; scored on a fresh measurement, both fits are judged on what the cost
-model is for: predicting what the engine will do.
+fit's error, per slice and over the testbed (the mean over slices). For scale, the table
+also gives how far apart the full-grid fits of different measurements are. Baselines:
+the four corners plus random points (same count, 200 draws); a run with a time budget of
+50% of the full grid's simulated measuring time (warm-up and repeats of prefill plus
+decode steps at each point's stored cost).
 
 Writes benchmarks/results/budgeted_profiling.json and .md.
 
-Usage: python benchmarks/budgeted_profiling.py [--profile FILE | --storage URL]
-           [--holdout FILE|URL] [--fraction 0.5]
+Usage: python benchmarks/budgeted_profiling.py [MEASUREMENT ...] [--fraction 0.5]
+       (MEASUREMENT: a profile file .json/.json.gz or a database URL)
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from profilers.planner import BudgetPlanner, coarse_points, run_budgeted  # noqa: E402
+from profilers.planner import BudgetPlanner, run_budgeted  # noqa: E402
 from storage import Database, ProfileStore  # noqa: E402
 from storage.transfer import read_profile_file  # noqa: E402
 from tuner.cost_model import (  # noqa: E402
@@ -55,7 +54,8 @@ from tuner.cost_model import (  # noqa: E402
 )
 
 RESULTS = REPO / "benchmarks" / "results"
-DEFAULT_PROFILE = REPO / "studies" / "testbed" / "profile.json.gz"
+DEFAULT_MEASUREMENTS = [REPO / "studies" / "testbed" / "profile.json.gz",
+                        *sorted(RESULTS.glob("testbed_decode_remeasured_*.json.gz"))]
 RANDOM_DRAWS = 200
 WARMUP, REPEATS, DECODE_TOKENS = 1, 3, 32  # the CLI's defaults: what a point costs to measure
 TOLERANCE_RELATIVE, TOLERANCE_ABSOLUTE = 0.10, 0.005
@@ -69,13 +69,9 @@ class Slice:
     noise: float  # median over points of the repeats' (max - min) / median
 
 
-def load_points(args) -> tuple[list, str]:
-    if args.storage:
-        return stored_points(args.storage), args.storage
-    records = read_profile_file(args.profile)
-    path = args.profile.resolve()
-    return list(records.cost_points), str(path.relative_to(REPO) if path.is_relative_to(REPO)
-                                          else path)
+def display_name(source: str) -> str:
+    path = Path(source).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else source
 
 
 def stored_points(source: str) -> list:
@@ -165,82 +161,83 @@ class _SimulatedClock:
         return self.now_s
 
 
-def extremes_design(piece: Slice) -> list[tuple[int, int]]:
-    """Every batch size at the smallest and largest context: a fixed design with half the
-    points of a 4-context grid, the ends of the range where a model linear in context is
-    pinned down best."""
-    contexts = sorted({c for _, c in piece.step_s})
-    return [p for p in piece.step_s if p[1] in (contexts[0], contexts[-1])]
-
-
-def random_errors(piece: Slice, count: int) -> list[float]:
+def random_errors(piece: Slice, count: int, target: dict) -> list[float]:
     """Corners (so the fit covers the grid's range) plus random points, `count` in all."""
     batches = sorted({b for b, _ in piece.step_s})
     contexts = sorted({c for _, c in piece.step_s})
-    corners = coarse_points(batches, contexts)[:4]
+    corners = [(b, c) for b in (batches[0], batches[-1]) for c in (contexts[0], contexts[-1])]
     others = [p for p in piece.step_s if p not in corners]
     errors = []
     for seed in range(RANDOM_DRAWS):
         chosen = corners + random.Random(seed).sample(others, max(count - len(corners), 0))
-        errors.append(mean_error(fit(piece, chosen), piece))
+        errors.append(mean_error(fit(piece, chosen), piece, target=target))
     return errors
 
 
-def evaluate(piece: Slice, fraction: float, holdout: Slice | None = None) -> dict:
+def mean_of(pieces: list[Slice]) -> dict[tuple[int, int], float]:
+    """Per grid point, the mean of the pieces' medians (points all of them measured)."""
+    common = set.intersection(*(set(piece.step_s) for piece in pieces))
+    return {point: float(np.mean([piece.step_s[point] for piece in pieces]))
+            for point in common}
+
+
+def fits_differ(first: StepCostModel, second: StepCostModel, points) -> float:
+    """Mean relative difference of two fits' predictions over `points`."""
+    X = np.array(sorted(points), dtype=float)
+    return float(np.mean(np.abs(first.predict(X) - second.predict(X)) / second.predict(X)))
+
+
+def evaluate_one(piece: Slice, fraction: float, others: list[Slice]) -> dict:
+    """`piece` plays the profiling run; scored in-sample and against `others`' mean."""
     every = list(piece.step_s)
     count = int(fraction * len(every))
     full = fit(piece, every)
     chosen = budgeted_by_count(piece, count)
-    budget_model = fit(piece, chosen)
-    unmeasured = [p for p in every if p not in chosen]
+    budgeted = fit(piece, chosen)
     full_time_s = sum(point_cost_s(piece, p) for p in every)
     timed = budgeted_by_time(piece, fraction * full_time_s)
-    coarse = coarse_points(sorted({b for b, _ in every}), sorted({c for _, c in every}))
-    randoms = random_errors(piece, count)
-    full_error = mean_error(full, piece)
-    budget_error = mean_error(budget_model, piece)
-    extremes = extremes_design(piece)
-    extremes_model = fit(piece, extremes)
-    extremes_error = mean_error(extremes_model, piece)
-    return {
-        "slice": piece.key.label(), "grid_points": len(every), "budget_points": count,
-        "repeat_spread": piece.noise,
+    row = {
+        "grid_points": len(every), "budget_points": count, "repeat_spread": piece.noise,
         "chosen": chosen,
-        "full_error": full_error, "full_loo_error": full.loo_relative_error_,
-        "budget_error": budget_error,
-        "budget_error_unmeasured": mean_error(budget_model, piece, unmeasured),
         "budget_time_fraction": sum(point_cost_s(piece, p) for p in chosen) / full_time_s,
-        "coarse_only_error": mean_error(fit(piece, coarse), piece),
-        "random_error_mean": float(np.mean(randoms)),
-        "random_error_p90": float(np.quantile(randoms, 0.9)),
+        "budget_vs_full_fit": fits_differ(budgeted, full, every),
+        "in_sample": scores(piece, full, budgeted, timed, count, piece.step_s),
         "time_budget_points": len(timed),
-        "time_budget_error": mean_error(fit(piece, timed), piece),
-        "meets": _meets(budget_error, full_error),
-        "extremes_points": len(extremes),
-        "extremes_error": extremes_error,
-        "extremes_meets": _meets(extremes_error, full_error),
-        **_holdout_scores(full, budget_model, piece, holdout, extremes_model),
+    }
+    if others:
+        row["vs_others"] = scores(piece, full, budgeted, timed, count, mean_of(others))
+    return row
+
+
+def scores(piece: Slice, full: StepCostModel, budgeted: StepCostModel, timed, count: int,
+           target: dict) -> dict:
+    randoms = random_errors(piece, count, target)
+    full_error = mean_error(full, piece, target=target)
+    budget_error = mean_error(budgeted, piece, target=target)
+    return {"full_error": full_error, "budget_error": budget_error,
+            "meets": _meets(budget_error, full_error),
+            "random_error_mean": float(np.mean(randoms)),
+            "random_error_p90": float(np.quantile(randoms, 0.9)),
+            "time_budget_error": mean_error(fit(piece, timed), piece, target=target)}
+
+
+def evaluate(measurements: list[Slice], fraction: float) -> dict:
+    """One slice, each measurement in turn as the profiling run."""
+    full_fits = [fit(piece, list(piece.step_s)) for piece in measurements]
+    common = set.intersection(*(set(piece.step_s) for piece in measurements))
+    pairs = [(i, j) for i in range(len(full_fits)) for j in range(len(full_fits)) if i < j]
+    return {
+        "slice": measurements[0].key.label(),
+        "full_fits_differ": float(np.mean([fits_differ(full_fits[i], full_fits[j], common)
+                                           for i, j in pairs])) if pairs else None,
+        "runs": [evaluate_one(piece, fraction, measurements[:i] + measurements[i + 1:])
+                 for i, piece in enumerate(measurements)],
     }
 
 
 def _meets(budget_error: float, full_error: float) -> bool:
     return budget_error <= max(full_error * (1 + TOLERANCE_RELATIVE),
                                full_error + TOLERANCE_ABSOLUTE)
-
-
-def _holdout_scores(full: StepCostModel, budget_model: StepCostModel, piece: Slice,
-                    holdout: Slice | None, extremes_model: StepCostModel) -> dict:
-    if holdout is None:
-        return {}
-    full_error = mean_error(full, piece, target=holdout.step_s)
-    budget_error = mean_error(budget_model, piece, target=holdout.step_s)
-    extremes_error = mean_error(extremes_model, piece, target=holdout.step_s)
-    return {"holdout_points": len(set(holdout.step_s) & set(piece.step_s)),
-            "holdout_repeat_spread": holdout.noise,
-            "holdout_full_error": full_error, "holdout_budget_error": budget_error,
-            "holdout_meets": _meets(budget_error, full_error),
-            "holdout_extremes_error": extremes_error,
-            "holdout_extremes_meets": _meets(extremes_error, full_error)}
 
 
 def synthetic_slices() -> list[Slice]:
@@ -257,101 +254,120 @@ def synthetic_slices() -> list[Slice]:
     return slices
 
 
-def _table(rows: list[dict]) -> list[str]:
+def _pair(run: dict, part: str) -> str:
+    scored = run[part]
+    mark = "" if scored["meets"] else " **NO**"
+    return f"{scored['full_error']:.1%} / {scored['budget_error']:.1%}{mark}"
+
+
+def _slice_table(rows: list[dict], names: list[str]) -> list[str]:
+    numbered = " · ".join(str(i + 1) for i in range(len(names)))
     lines = [
-        "| slice | points | repeat spread | full-grid fit | budgeted fit (unmeasured only) | "
-        "time used | coarse only | corners+random mean / p90 | 50%-time run (points) | meets |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+        f"| slice | points | repeat spread | full-grid fits of the measurements differ by | "
+        f"budgeted fit differs from its full-grid fit by | in-sample: full / budgeted "
+        f"(measurement {numbered}) | against the other measurements: full / budgeted | "
+        f"time used |",
+        "|---|---|---|---|---|---|---|---|"]
     for row in rows:
+        runs = row["runs"]
+        differ = "-" if row["full_fits_differ"] is None else f"{row['full_fits_differ']:.1%}"
         lines.append(
-            f"| {row['slice']} | {row['budget_points']}/{row['grid_points']} | "
-            f"{row['repeat_spread']:.0%} | "
-            f"{row['full_error']:.1%} | {row['budget_error']:.1%} "
-            f"({row['budget_error_unmeasured']:.1%}) | {row['budget_time_fraction']:.0%} | "
-            f"{row['coarse_only_error']:.1%} | {row['random_error_mean']:.1%} / "
-            f"{row['random_error_p90']:.1%} | {row['time_budget_error']:.1%} "
-            f"({row['time_budget_points']}) | {'yes' if row['meets'] else 'NO'} |")
+            f"| {row['slice']} | {runs[0]['budget_points']}/{runs[0]['grid_points']} | "
+            + "/".join(f"{run['repeat_spread']:.0%}" for run in runs) + f" | {differ} | "
+            + " · ".join(f"{run['budget_vs_full_fit']:.1%}" for run in runs) + " | "
+            + " · ".join(_pair(run, "in_sample") for run in runs) + " | "
+            + (" · ".join(_pair(run, "vs_others") for run in runs) if "vs_others" in runs[0]
+               else "-") + " | "
+            + " · ".join(f"{run['budget_time_fraction']:.0%}" for run in runs) + " |")
     return lines
 
 
-def _holdout_table(rows: list[dict], holdout: str | None) -> list[str]:
-    scored = [row for row in rows if "holdout_full_error" in row]
-    if not scored:
-        return []
-    lines = [
-        f"Against an independent re-measurement of the grids (`{holdout}`): both fits "
-        "scored on fresh medians, so neither is scored on the noise it was fitted to.", "",
-        "| slice | points re-measured | repeat spread (re-measurement) | full-grid fit | "
-        "budgeted fit | meets | min/max-context design | meets |",
-        "|---|---|---|---|---|---|---|---|"]
-    for row in scored:
+def summary(rows: list[dict], names: list[str]) -> list[dict]:
+    """Per measurement and scoring: slices meeting, and the testbed's mean errors."""
+    out = []
+    for index, name in enumerate(names):
+        for part in ("in_sample", "vs_others"):
+            scored = [row["runs"][index][part] for row in rows if part in row["runs"][index]]
+            if not scored:
+                continue
+            full = float(np.mean([one["full_error"] for one in scored]))
+            budget = float(np.mean([one["budget_error"] for one in scored]))
+            out.append({
+                "measurement": name, "scored": part, "slices": len(scored),
+                "slices_meeting": sum(one["meets"] for one in scored),
+                "full_error": full, "budget_error": budget, "meets": _meets(budget, full),
+                "random_error_mean": float(np.mean([o["random_error_mean"] for o in scored])),
+                "time_budget_error": float(np.mean([o["time_budget_error"] for o in scored])),
+            })
+    return out
+
+
+def _summary_table(totals: list[dict]) -> list[str]:
+    lines = ["| profiling run | scored on | slices meeting | testbed mean error: full grid / "
+             "budgeted | meets | corners + random (mean of 200) | 50%-time run |",
+             "|---|---|---|---|---|---|---|"]
+    for total in totals:
+        scored = "itself (in-sample)" if total["scored"] == "in_sample" else "the others' mean"
         lines.append(
-            f"| {row['slice']} | {row['holdout_points']} | "
-            f"{row['holdout_repeat_spread']:.0%} | {row['holdout_full_error']:.1%} | "
-            f"{row['holdout_budget_error']:.1%} | "
-            f"{'yes' if row['holdout_meets'] else 'NO'} | "
-            f"{row['holdout_extremes_error']:.1%} | "
-            f"{'yes' if row['holdout_extremes_meets'] else 'NO'} |")
-    met = sum(row["holdout_meets"] for row in scored)
-    extremes = sum(row["holdout_extremes_meets"] for row in scored)
-    return [*lines, "", f"{met} of {len(scored)} re-measured slices meet the criterion "
-            f"against the re-measurement (the fixed min/max-context design: {extremes})."]
+            f"| `{total['measurement']}` | {scored} | {total['slices_meeting']}/"
+            f"{total['slices']} | {total['full_error']:.2%} / {total['budget_error']:.2%} | "
+            f"{'yes' if total['meets'] else 'NO'} | {total['random_error_mean']:.2%} | "
+            f"{total['time_budget_error']:.2%} |")
+    return lines
 
 
-def write_results(rows: list[dict], synthetic: list[dict], source: str,
-                  fraction: float, holdout: str | None = None) -> None:
+def write_results(rows: list[dict], synthetic: list[dict], names: list[str],
+                  fraction: float) -> list[dict]:
+    totals = summary(rows, names)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "source": source,
-               "fraction": fraction, "holdout": holdout, "command": " ".join(sys.argv),
-               "slices": rows,
+    payload = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
+               "measurements": names, "fraction": fraction,
+               "command": " ".join(sys.argv), "summary": totals, "slices": rows,
                "synthetic": synthetic}
     (RESULTS / "budgeted_profiling.json").write_text(json.dumps(payload, indent=2) + "\n")
     lines = [
         "# Budgeted decode profiling vs the full grid", "",
-        f"Source: `{source}` (stored full-grid measurements; the planner's point choices "
-        "are simulated by reading them, see the script's docstring). "
-        f"Budget: {fraction:.0%} of the points. Errors: mean relative error of the tuner's "
-        "cost model over every grid point. Repeat spread: median over points of "
-        "(max - min) / median of the repeats.", "",
         f"Command: `{payload['command']}` ({payload['when']})", "",
-        *_table(rows),
-    ]
-    met = sum(row["meets"] for row in rows)
-    extremes = sum(row["extremes_meets"] for row in rows)
-    lines += ["", f"{met} of {len(rows)} slices meet the criterion (budgeted error <= "
-              f"full-grid error x {1 + TOLERANCE_RELATIVE:g} or + "
-              f"{TOLERANCE_ABSOLUTE:.1%} points). A fixed design with the same number of "
-              f"points, every batch at the smallest and largest context: {extremes} of "
-              f"{len(rows)}.", "", *_holdout_table(rows, holdout),
-              "",
-              "Synthetic surfaces (not measurements; the linear form misfits above batch 8):",
-              "", *_table(synthetic)]
+        "Independent measurements of every testbed decode grid (the planner's choices are "
+        "simulated by reading them, see the script's docstring):", "",
+        *[f"{index + 1}. `{name}`" for index, name in enumerate(names)], "",
+        f"Budget: {fraction:.0%} of the points. Errors: mean relative error of the tuner's "
+        "cost model over every grid point. Criterion: budgeted error <= full-grid error x "
+        f"{1 + TOLERANCE_RELATIVE:g} or + {TOLERANCE_ABSOLUTE:.1%} points.", "",
+        *_summary_table(totals), "",
+        "Per slice (repeat spread: median over points of (max - min) / median of a "
+        "point's repeats, per measurement; fits differ: mean relative difference of the two "
+        "fits' predictions over the grid):", "",
+        *_slice_table(rows, names), "",
+        "Synthetic surfaces (not measurements; the linear form misfits above batch 8, so "
+        "refinement beyond the coarse design should matter):", "",
+        *_slice_table(synthetic, ["synthetic"])]
     (RESULTS / "budgeted_profiling.md").write_text("\n".join(lines) + "\n")
+    return totals
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", type=Path, default=DEFAULT_PROFILE)
-    parser.add_argument("--storage", default=None, help="read a database instead of a file")
-    parser.add_argument("--holdout", default=None,
-                        help="profile file or database URL with an independent "
-                             "re-measurement of the grids")
+    parser.add_argument("measurements", nargs="*",
+                        default=[str(path) for path in DEFAULT_MEASUREMENTS],
+                        help="profile files or database URLs, each an independent "
+                             "measurement of the same grids")
     parser.add_argument("--fraction", type=float, default=0.5)
     args = parser.parse_args()
-    points, source = load_points(args)
-    holdouts = {piece.key: piece for piece in full_grid_slices(stored_points(args.holdout))
-                } if args.holdout else {}
-    rows = [evaluate(piece, args.fraction, holdouts.get(piece.key))
-            for piece in full_grid_slices(points)]
-    if not rows:
-        print("no complete decode grid in the profile", file=sys.stderr)
+    by_key: dict[CostKey, list[Slice]] = {}
+    for source in args.measurements:
+        for piece in full_grid_slices(stored_points(source)):
+            by_key.setdefault(piece.key, []).append(piece)
+    complete = [pieces for pieces in by_key.values() if len(pieces) == len(args.measurements)]
+    if not complete:
+        print("no decode grid measured completely in every measurement", file=sys.stderr)
         return 1
-    synthetic = [evaluate(piece, args.fraction) for piece in synthetic_slices()]
-    write_results(rows, synthetic, source, args.fraction, args.holdout)
+    rows = [evaluate(pieces, args.fraction) for pieces in complete]
+    synthetic = [evaluate([piece], args.fraction) for piece in synthetic_slices()]
+    totals = write_results(rows, synthetic, [display_name(s) for s in args.measurements],
+                           args.fraction)
     print((RESULTS / "budgeted_profiling.md").read_text())
-    judged = "holdout_meets" if holdouts else "meets"
-    return 0 if all(row.get(judged, row["meets"]) for row in rows) else 1
+    return 0 if all(total["meets"] for total in totals) else 1
 
 
 if __name__ == "__main__":

@@ -128,14 +128,17 @@ class OpenAIServerEngine:
     """A running OpenAI-compatible server for one model and one speculative configuration.
 
     `base_url`: ``http://HOST:PORT`` (a trailing ``/v1`` is accepted). `model`: the name
-    to store measurements under (default: the served model id). `speculative`: what the
-    server was started with; None when it runs without a draft. `transport`: an httpx
-    transport (tests).
+    to store measurements under (default: the served model id); with `model_must_be_served`
+    the server must serve exactly that id (to run a preset on the model it deploys).
+    `speculative`: what the server was started with; None when it runs without a draft.
+    `api_key`: sent as a bearer token (a server started with --api-key). `transport`: an
+    httpx transport (tests).
     """
 
     def __init__(self, base_url: str, model: str | None = None,
                  speculative: SpeculativeConfig | None = None, api_key: str | None = None,
-                 timeout_s: float = 600.0, transport=None) -> None:
+                 timeout_s: float = 600.0, transport=None,
+                 model_must_be_served: bool = False) -> None:
         import httpx
 
         self.base_url = base_url.rstrip("/").removesuffix("/v1")
@@ -143,7 +146,7 @@ class OpenAIServerEngine:
         self._client = httpx.Client(base_url=self.base_url, headers=headers,
                                     timeout=httpx.Timeout(timeout_s, connect=10.0),
                                     transport=transport)
-        self.served_model = self._served_model_id(model)
+        self.served_model = self._served_model_id(model, model_must_be_served)
         self.model = model or self.served_model
         self.speculative = speculative
         self._hardware: HardwareRecord | None = None
@@ -165,14 +168,21 @@ class OpenAIServerEngine:
                                  ) from error
         return response
 
-    def _served_model_id(self, wanted: str | None) -> str:
+    def _served_model_id(self, wanted: str | None, must_be_served: bool) -> str:
         response = self._get("/v1/models")
+        if response.status_code == 401:
+            raise UserInputError(f"{self.base_url} refused the request (401 Unauthorized); "
+                                 "set LATTS_TUNE_API_KEY to the server's --api-key")
         if response.status_code != 200:
             raise UserInputError(f"{self.base_url}/v1/models answered {response.status_code}; "
-                                 "is this an OpenAI-compatible server (and the API key right)?")
+                                 "is this an OpenAI-compatible server?")
         served = [entry["id"] for entry in response.json().get("data", [])]
         if not served:
             raise UserInputError(f"{self.base_url} serves no model; start it with a model")
+        if must_be_served and wanted not in served:
+            raise UserInputError(f"the server at {self.base_url} serves {', '.join(served)}, "
+                                 f"not {wanted}; start it with the preset's command "
+                                 "(latts-tune export writes it)")
         return wanted if wanted is not None and wanted in served else str(served[0])
 
     def _metrics_text(self) -> str | None:

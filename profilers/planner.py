@@ -1,11 +1,14 @@
 """Budgeted decode profiling: measure first the points that most reduce the cost model's error.
 
 A full grid (batch sizes x prompt lengths) costs minutes per point on a big model. Within
-a time budget the planner measures a coarse grid first (the four corners and the centre),
-then repeatedly the candidate where a committee of leave-one-out fits disagrees most: each
-fit leaves one measured point out, so candidates whose prediction hinges on one point (the
-fit is worst held-out there) score highest. A candidate whose predicted measuring time
-does not fit in the remaining budget is skipped.
+a time budget the planner measures a coarse design first: every batch size at the shortest
+and at the longest prompt (the cost model is linear in context for a fixed batch, so the
+two ends pin that line down best), batches in bisection order (the smallest and largest,
+then the middle one, then the middles of the halves), so a budget that ends early still
+spans the batch range. Then it measures repeatedly the candidate where a committee of
+leave-one-out fits disagrees most: each fit leaves one measured point out, so candidates
+whose prediction hinges on one point (the fit is worst held-out there) score highest. A
+candidate whose predicted measuring time does not fit in the remaining budget is skipped.
 
 The step-cost model is passed in (`fit(X, y)` returning a prediction function that does not
 refuse rows outside the fitted range), so this module never imports the tuner: the CLI
@@ -54,11 +57,27 @@ class BudgetReport:
 
 
 def coarse_points(batch_sizes, prompt_tokens) -> list[tuple[int, int]]:
-    """The grid's four corners and its centre, without repeats."""
-    batches, prompts = sorted(set(batch_sizes)), sorted(set(prompt_tokens))
-    chosen = [(batches[0], prompts[0]), (batches[-1], prompts[-1]), (batches[-1], prompts[0]),
-              (batches[0], prompts[-1]), (batches[len(batches) // 2], prompts[len(prompts) // 2])]
-    return list(dict.fromkeys(chosen))
+    """Every batch size at the shortest and longest prompt, batches in bisection order."""
+    prompts = sorted(set(prompt_tokens))
+    ends = list(dict.fromkeys((prompts[0], prompts[-1])))
+    return [(batch, prompt) for batch in bisection_order(batch_sizes) for prompt in ends]
+
+
+def bisection_order(values) -> list:
+    """Sorted distinct `values` reordered: both ends, then the middle, then the middles of
+    the halves, and so on (1, 2, 4, 8, 16 -> 1, 16, 4, 2, 8)."""
+    ordered = sorted(set(values))
+    if len(ordered) <= 2:
+        return ordered
+    chosen, intervals = [0, len(ordered) - 1], [(0, len(ordered) - 1)]
+    while intervals:
+        low, high = intervals.pop(0)
+        if high - low < 2:
+            continue
+        middle = (low + high) // 2
+        chosen.append(middle)
+        intervals += [(low, middle), (middle, high)]
+    return [ordered[index] for index in chosen]
 
 
 def committee_spread(fit: Fit, X: np.ndarray, y: np.ndarray,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import click
 
 from storage import ClaimStore, Database, ProfileStore
+
+API_KEY_VARIABLE = "LATTS_TUNE_API_KEY"  # bearer token for --server-url
 
 
 class IntList(click.ParamType):
@@ -54,16 +57,26 @@ def speculative_config(draft_path: str, gamma: int):
     return SpeculativeConfig(draft_model=draft_path, num_speculative_tokens=gamma)
 
 
+def server_engine(server_url: str, model: str, speculative, *,
+                  model_must_be_served: bool = False):
+    """A client of the OpenAI-compatible server at `server_url`; the API key (a server
+    started with --api-key) comes from LATTS_TUNE_API_KEY, never from the command line,
+    where other users of the machine could read it."""
+    from profilers.openai_engine import OpenAIServerEngine
+
+    return OpenAIServerEngine(server_url, model=model, speculative=speculative,
+                              api_key=os.environ.get(API_KEY_VARIABLE) or None,
+                              model_must_be_served=model_must_be_served)
+
+
 def engine_pool(max_model_len: int | None, dtype: str, server_url: str | None = None):
     """An EnginePool of vLLM engines (one live at a time; they are closed on exit), or of
     clients of the server at `server_url` (which runs one configuration)."""
     from profilers import EnginePool
 
     if server_url is not None:
-        from profilers.openai_engine import OpenAIServerEngine
-
-        return EnginePool(lambda model, speculative: OpenAIServerEngine(
-            server_url, model=model, speculative=speculative))
+        return EnginePool(lambda model, speculative: server_engine(server_url, model,
+                                                                   speculative))
 
     from profilers.vllm_engine import VllmEngine
 

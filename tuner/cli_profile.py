@@ -24,7 +24,8 @@ _engine_options = [
     click.option("--server-url", default=None, metavar="URL",
                  help="Measure through a running OpenAI-compatible server (vllm serve) at URL "
                       "instead of starting vLLM here; --draft/--gamma must say what the "
-                      "server runs (one gamma per server)."),
+                      "server runs (one gamma per server); its API key, if any, from "
+                      "LATTS_TUNE_API_KEY."),
 ]
 
 

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from tuner.cli_common import API_KEY_VARIABLE, server_engine
 from tuner.cli_study import _console, _open_database
 
 
@@ -13,6 +14,13 @@ def _start_vllm_engine(model: str, speculative, max_model_len: int | None):
     from profilers.vllm_engine import VllmEngine
 
     return VllmEngine(model, speculative, max_model_len=max_model_len)
+
+
+def _server_starter(server_url: str):
+    def start(model: str, speculative, max_model_len: int | None):
+        return server_engine(server_url, model, speculative, model_must_be_served=True)
+
+    return start
 
 
 @click.command()
@@ -24,9 +32,13 @@ def _start_vllm_engine(model: str, speculative, max_model_len: int | None):
               help="Which disjoint slice of the split to run (0: the first questions).")
 @click.option("--split", default="validation", show_default=True,
               help="Question split; 'heldout' is the accuracy profile's own.")
+@click.option("--server-url", default=None, metavar="URL",
+              help="Run through a server already started with the preset's command "
+                   "(vllm serve ...) at URL instead of starting vLLM here; its API key, if "
+                   f"any, from {API_KEY_VARIABLE}.")
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
 @click.pass_context
-def validate(ctx, preset_name, questions, seed, split, as_json):
+def validate(ctx, preset_name, questions, seed, split, server_url, as_json):
     """Run a preset on the real engine and compare measured with predicted figures.
 
     Example: latts-tune validate --preset testbed-2s-q0.9-t57 --questions 100
@@ -36,7 +48,8 @@ def validate(ctx, preset_name, questions, seed, split, as_json):
     from tuner.validate import validate_preset
 
     with RichProgress() as progress:
-        record = validate_preset(_open_database(ctx), preset_name, _start_vllm_engine,
+        starter = _server_starter(server_url) if server_url else _start_vllm_engine
+        record = validate_preset(_open_database(ctx), preset_name, starter,
                                  questions=questions, seed=seed, split=split,
                                  progress=progress)
     if as_json:

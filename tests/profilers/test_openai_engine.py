@@ -147,3 +147,28 @@ def test_a_gamma_that_disagrees_with_the_server_is_refused():
 def test_an_unreachable_server_is_a_user_error():
     with pytest.raises(UserInputError, match="cannot reach the server at http://127.0.0.1:9"):
         OpenAIServerEngine("http://127.0.0.1:9", timeout_s=2)
+
+
+NO_DRAFT = 'vllm:num_requests_running{engine="0"} 0.0\n'  # a server without a draft
+
+
+def test_a_preset_model_the_server_does_not_serve_is_a_user_error():
+    server = FakeServer(metrics=NO_DRAFT)
+    assert engine_on(server, model="served/tb-small",
+                     model_must_be_served=True).served_model == "served/tb-small"
+    with pytest.raises(UserInputError, match="serves served/tb-small, not models/tb-large; "
+                                             "start it with the preset's command"):
+        engine_on(server, model="models/tb-large", model_must_be_served=True)
+    # profiling stores under the given name whatever the server calls its model
+    assert engine_on(server, model="tb-large").served_model == "served/tb-small"
+
+
+def test_the_api_key_is_sent_and_a_refusal_names_the_variable():
+    def guarded(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("Authorization") != "Bearer k3y":
+            return httpx.Response(401, json={"error": "Unauthorized"})
+        return FakeServer(metrics=NO_DRAFT)(request)
+
+    assert engine_on(guarded, api_key="k3y").served_model == "served/tb-small"
+    with pytest.raises(UserInputError, match="401 Unauthorized.*set LATTS_TUNE_API_KEY"):
+        engine_on(guarded, api_key="wrong")

