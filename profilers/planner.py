@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from profilers.decode import DecodeGrid, profile_decode
-from profilers.engine import Engine
-from profilers.pool import model_name
+from profilers.engine import Engine, SpeculativeConfig
+from profilers.pool import EnginePool, model_name
 from profilers.progress import ProgressReporter, SilentProgress
 from storage import ProfileStore
 
@@ -175,7 +175,8 @@ def _next_affordable(planner: BudgetPlanner, remaining_s: float | None) -> tuple
 
 def profile_decode_budgeted(engine: Engine, store: ProfileStore, grid: DecodeGrid,
                             budget_s: float, fit: Fit,
-                            progress: ProgressReporter | None = None) -> BudgetReport:
+                            progress: ProgressReporter | None = None,
+                            clock: Callable[[], float] = time.perf_counter) -> BudgetReport:
     """Profile decode cost on `grid`'s points, most informative first, within `budget_s`
     (nothing is measured when it is already spent).
 
@@ -210,7 +211,44 @@ def profile_decode_budgeted(engine: Engine, store: ProfileStore, grid: DecodeGri
         progress.advance()
         return step_s
 
-    report = run_budgeted(planner, measured_and_reported, budget_s)
+    report = run_budgeted(planner, measured_and_reported, budget_s, clock=clock)
     logger.info("budgeted decode profile: %d of %d points in %.0f s (%s)", len(report.points),
                 len(report.points) + len(planner.pending), report.elapsed_s, report.stop_reason)
     return report
+
+
+@dataclass(frozen=True)
+class ConfigurationRun:
+    """One engine configuration of a budgeted command: its report, or None when it was not
+    started because its share of the budget did not exceed an engine start."""
+
+    speculative: SpeculativeConfig | None
+    report: BudgetReport | None
+    engine_start_s: float  # the last measured engine start when this one was decided
+
+
+def profile_configurations_budgeted(pool: EnginePool, model: str, configs: list,
+                                    store: ProfileStore, grid: DecodeGrid, budget_s: float,
+                                    fit: Fit, progress: ProgressReporter | None = None,
+                                    clock: Callable[[], float] = time.perf_counter
+                                    ) -> list[ConfigurationRun]:
+    """Share `budget_s` (engine starts included) equally among `configs` (speculative
+    configs, None: no draft), re-dividing what is left before each one.
+
+    A configuration whose share does not exceed the last engine start is not started:
+    starting it would spend its whole share on the start and measure nothing, and its time
+    goes to the configurations after it.
+    """
+    end_s, engine_start_s, runs = clock() + budget_s, 0.0, []
+    for index, speculative in enumerate(configs):
+        share_s = (end_s - clock()) / (len(configs) - index)
+        if share_s <= engine_start_s:
+            runs.append(ConfigurationRun(speculative, None, engine_start_s))
+            continue
+        before_s = clock()
+        engine = pool.get(model, speculative)
+        engine_start_s = clock() - before_s
+        report = profile_decode_budgeted(engine, store, grid, share_s - engine_start_s, fit,
+                                         progress, clock)
+        runs.append(ConfigurationRun(speculative, report, engine_start_s))
+    return runs

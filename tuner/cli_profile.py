@@ -102,21 +102,25 @@ def _decode_full_grid(pool, model_path, configs, store, grid, progress, claims) 
 
 
 def _decode_budgeted(pool, model_path, configs, store, grid, progress, budget_s: float) -> None:
-    import time
-
-    from profilers.planner import profile_decode_budgeted
+    from profilers.planner import profile_configurations_budgeted
     from tuner.cost_model import unbounded_step_cost
 
-    end_s = time.perf_counter() + budget_s
-    for index, speculative in enumerate(configs):
-        share_end_s = time.perf_counter() + (end_s - time.perf_counter()) / (len(configs) - index)
-        engine = pool.get(model_path, speculative)
-        report = profile_decode_budgeted(engine, store, grid, share_end_s - time.perf_counter(),
-                                         unbounded_step_cost, progress)
-        label = f"gamma={speculative.num_speculative_tokens}" if speculative else "no draft"
-        total = len(grid.batch_sizes) * len(grid.prompt_tokens)
-        click.echo(f"{label}: {len(report.points)} of {total} points in "
-                   f"{report.elapsed_s:.0f} s ({report.stop_reason})")
+    runs = profile_configurations_budgeted(pool, model_path, configs, store, grid, budget_s,
+                                           unbounded_step_cost, progress)
+    total = len(grid.batch_sizes) * len(grid.prompt_tokens)
+    for run in runs:
+        label = (f"gamma={run.speculative.num_speculative_tokens}" if run.speculative
+                 else "no draft")
+        if run.report is None:
+            click.echo(f"{label}: not started (its share of the budget was below an engine "
+                       f"start, {run.engine_start_s:.0f} s)")
+        else:
+            click.echo(f"{label}: {len(run.report.points)} of {total} points in "
+                       f"{run.report.elapsed_s:.0f} s ({run.report.stop_reason})")
+    skipped = sum(run.report is None for run in runs)
+    if skipped:
+        click.echo(f"The budget covered {len(runs) - skipped} of {len(runs)} configurations; "
+                   "rerun with a larger --budget to measure the rest (stored points are kept).")
 
 
 @profile.command()

@@ -100,3 +100,39 @@ def test_budgeted_run_stores_each_point_and_a_rerun_measures_nothing_new(tmp_pat
     again = profile_decode_budgeted(engine, store, grid, 3600.0, unbounded_step_cost)
     assert len(again.points) == 24 and engine.calls == calls
     assert profile_decode_budgeted(engine, store, grid, 0.0, unbounded_step_cost).points == ()
+
+
+class SlowStartPool:
+    """Engines whose start advances the fake clock by `start_s`; measuring takes no time."""
+
+    def __init__(self, clock: FakeClock, start_s: float):
+        self.clock, self.start_s, self.started = clock, start_s, []
+
+    def get(self, model, speculative=None):
+        self.clock.now_s += self.start_s
+        engine = FakeCostEngine()
+        engine.speculative = speculative
+        self.started.append(speculative)
+        return engine
+
+
+def test_a_configuration_whose_share_is_below_an_engine_start_is_not_started(tmp_path):
+    from profilers import SpeculativeConfig
+    from profilers.planner import profile_configurations_budgeted
+
+    store = ProfileStore(Database(f"sqlite:///{tmp_path / 'p.db'}"))
+    store.upsert_model(ModelRecord("fake-model", "fake-model", "target", 1, 1, 64))
+    grid = DecodeGrid(batch_sizes=(1, 2, 4), prompt_tokens=(8, 64), decode_tokens=8,
+                      repeats=1, warmup=0)
+    configs = [None, *(SpeculativeConfig("fake-draft", gamma) for gamma in (1, 2))]
+    clock = FakeClock()
+    pool = SlowStartPool(clock, start_s=40.0)
+    runs = profile_configurations_budgeted(pool, "fake-model", configs, store, grid, 100.0,
+                                           unbounded_step_cost, clock=clock)
+    # shares: 100/3 -> started (start unknown yet, 40 s); 60/2 = 30 <= 40 -> skipped;
+    # 60/1 = 60 > 40 -> started with 20 s to measure
+    assert [run.report is not None for run in runs] == [True, False, True]
+    assert pool.started == [configs[0], configs[2]]
+    assert runs[1].engine_start_s == 40.0
+    assert runs[0].report.points == ()  # its 33 s share was all spent on the start
+    assert runs[2].report.stop_reason == "grid complete"
