@@ -7,8 +7,8 @@ the full grid twice in a row (`profile_decode`, each pass into its own fresh dat
 fitted cost models are compared pairwise: two passes of one engine (drift over ~10 s plus
 noise) against passes of different engines (plus whatever differs between engine starts).
 
-Appends to benchmarks/results/engine_reproducibility.json and rewrites the .md. Run on a quiet machine;
-about 5 minutes for the default slices on a 2-core machine.
+Appends to benchmarks/results/engine_reproducibility.json and rewrites the .md. Run on
+a quiet machine; about 5 minutes for the default slices on a 2-core machine.
 
 Usage: python benchmarks/engine_reproducibility.py [--slices large,small+2] [--starts 3]
 """
@@ -96,8 +96,8 @@ def write_results(rows: list[dict]) -> None:
                 + ", ".join(f"{x:.1%}" for x in row["within_engine"])
                 + f" | {statistics.median(row['across_engines']):.1%} "
                   f"({max(row['across_engines']):.1%}) | "
-                + ", ".join(f"{ms:.2f} ({x:.3f})" for ms, x in
-                            zip(row["engine_mean_step_ms"], row["engine_level"])) + " |")
+                + ", ".join(f"{ms:.2f} ({x:.3f})" for ms, x in zip(
+                    row["engine_mean_step_ms"], row["engine_level"], strict=True)) + " |")
     (RESULTS / "engine_reproducibility.md").write_text("\n".join(lines) + "\n")
 
 
