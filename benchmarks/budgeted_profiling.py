@@ -115,11 +115,10 @@ def point_cost_s(piece: Slice, point: tuple[int, int]) -> float:
     return (WARMUP + REPEATS) * (prefill_s + (DECODE_TOKENS - 1) * piece.step_s[point])
 
 
-def mean_error(model: StepCostModel, piece: Slice, points=None,
-               target: dict[tuple[int, int], float] | None = None) -> float:
-    """Mean relative error against `target` (default: the slice's own medians)."""
-    target = piece.step_s if target is None else target
-    points = [p for p in (list(piece.step_s) if points is None else points) if p in target]
+def mean_error(model: StepCostModel, piece: Slice, target: dict[tuple[int, int], float]
+               ) -> float:
+    """Mean relative error against `target` over the slice's grid points it holds."""
+    points = [p for p in piece.step_s if p in target]
     X = np.array(points, dtype=float)
     y = np.array([target[p] for p in points])
     return float(np.mean(np.abs(model.predict(X) - y) / y))
