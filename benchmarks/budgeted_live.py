@@ -11,7 +11,8 @@ simulated: the budget is wall-clock and the engine decides what each point costs
 Writes benchmarks/results/budgeted_live.json and .md. Run on a quiet machine (other CPU
 work shifts the timings); about 5 minutes for the default slices on a 2-core machine.
 
-Usage: python benchmarks/budgeted_live.py [--slices large,large+2,medium,small+1]
+Usage: python benchmarks/budgeted_live.py [--slices large,large+2,medium,small+1 | all]
+       (all: the 16 slices of the testbed card, about 12 minutes)
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from tuner.cost_model import CostKey, StepCostModel, unbounded_step_cost  # noqa
 
 RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_SLICES = "large,large+2,medium,small+1"
+ALL_SLICES = ",".join(["draft", "small", "medium", "large"] + [
+    f"{target}+{gamma}" for target in ("small", "medium", "large") for gamma in (1, 2, 3, 4)])
 
 
 def parse_slice(text: str) -> tuple[str, int]:
@@ -144,7 +147,7 @@ def write_results(rows: list[dict], sources: list[str]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", default=DEFAULT_SLICES,
-                        help="comma-separated target[+gamma], e.g. large,large+2")
+                        help="comma-separated target[+gamma], e.g. large,large+2, or all")
     args = parser.parse_args()
     references: dict[CostKey, list] = {}
     for source in DEFAULT_MEASUREMENTS:
@@ -152,7 +155,7 @@ def main() -> int:
             references.setdefault(piece.key, []).append(piece)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for text in args.slices.split(","):
+        for text in (ALL_SLICES if args.slices == "all" else args.slices).split(","):
             target, gamma = parse_slice(text.strip())
             rows.append(measure_slice(target, gamma, references, Path(folder)))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "chosen"}))
