@@ -36,80 +36,81 @@ from budgeted_profiling import (  # noqa: E402
     TOLERANCE_RELATIVE,
     full_grid_slices,
     mean_of,
-    stored_points,
+    meets_criterion,
+    relative_error,
+    stored_profile,
 )
 
+from profilers import EnginePool  # noqa: E402
 from profilers.decode import profile_decode  # noqa: E402
-from profilers.engine import SpeculativeConfig  # noqa: E402
 from profilers.planner import profile_decode_budgeted  # noqa: E402
-from profilers.testbed.card import TestbedSettings  # noqa: E402
-from profilers.testbed.family import model_dir  # noqa: E402
+from profilers.testbed.card import (  # noqa: E402
+    EngineConfiguration,
+    TestbedSettings,
+    engine_configurations,
+)
 from storage import Database, ProfileStore  # noqa: E402
-from tuner.cost_model import CostKey, StepCostModel, unbounded_step_cost  # noqa: E402
+from tuner.cost_model import (  # noqa: E402
+    CostKey,
+    cost_points_by_key,
+    fit_cost_model,
+    unbounded_step_cost,
+)
 
 RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_SLICES = "large,large+2,medium,small+1"
-ALL_SLICES = ",".join(["draft", "small", "medium", "large"] + [
-    f"{target}+{gamma}" for target in ("small", "medium", "large") for gamma in (1, 2, 3, 4)])
 
 
-def parse_slice(text: str) -> tuple[str, int]:
-    """'large+2' -> ('tb-large', 2): the target and gamma (0: no draft)."""
-    name, _, gamma = text.partition("+")
-    return f"tb-{name}", int(gamma or 0)
+def parse_slices(text: str) -> list[EngineConfiguration]:
+    """'large,large+2': tb-large alone, then with tb-draft at gamma 2; 'all': every engine
+    configuration the testbed card measures."""
+    if text == "all":
+        return engine_configurations(TestbedSettings())
+    configs = []
+    for part in text.split(","):
+        name, _, gamma = part.strip().partition("+")
+        configs.append(EngineConfiguration(f"tb-{name}", "tb-draft" if gamma else None,
+                                           int(gamma or 0)))
+    return configs
 
 
-def decode_fit(store: ProfileStore, key: CostKey) -> tuple[StepCostModel, dict]:
-    """The cost model on the store's decode points of `key`, and those points' medians."""
-    points = {(p.batch_size, p.context_tokens): p.seconds_median
-              for p in store.load_profile_set().cost_points
-              if p.phase == "decode" and p.status == "ok"
-              and (p.model, p.draft, p.gamma if p.draft else 0) == (key.model, key.draft,
-                                                                    key.gamma)}
-    X = np.array(sorted(points), dtype=float)
-    model = StepCostModel().fit(X, np.array([points[p] for p in sorted(points)]))
-    return model, points
-
-
-def error(model: StepCostModel, target: dict) -> float:
-    X = np.array(sorted(target), dtype=float)
-    y = np.array([target[p] for p in sorted(target)])
-    return float(np.mean(np.abs(model.predict(X) - y) / y))
-
-
-def measure_slice(target: str, gamma: int, references: dict, folder: Path) -> dict:
+def measure_slice(config: EngineConfiguration, references: dict, folder: Path) -> dict:
     from profilers.vllm_engine import VllmEngine
 
     settings = TestbedSettings()
-    speculative = SpeculativeConfig(str(model_dir("tb-draft")), gamma) if gamma else None
-    key = CostKey(target, "tb-draft" if gamma else None, gamma, "decode")
-    full_store = ProfileStore(Database(f"sqlite:///{folder}/{target}-{gamma}-full.db"))
-    budget_store = ProfileStore(Database(f"sqlite:///{folder}/{target}-{gamma}-budget.db"))
-    engine = VllmEngine(str(model_dir(target)), speculative,
-                        max_model_len=settings.max_model_len)
-    try:
+    key = CostKey(config.model, config.draft, config.gamma, "decode")
+    with Database(f"sqlite:///{folder}/{config.model}-{config.gamma}-full.db") as full_db, \
+            Database(f"sqlite:///{folder}/{config.model}-{config.gamma}-budget.db") as budget_db, \
+            EnginePool(lambda model, speculative: VllmEngine(
+                model, speculative, max_model_len=settings.max_model_len)) as pool:
+        engine = config.start(pool)
         started = time.perf_counter()
-        profile_decode(engine, full_store, settings.grid)
+        profile_decode(engine, ProfileStore(full_db), settings.grid)
         full_s = time.perf_counter() - started
-        report = profile_decode_budgeted(engine, budget_store, settings.grid, 0.5 * full_s,
-                                         unbounded_step_cost)
-    finally:
-        engine.close()
-    full_model, full_points = decode_fit(full_store, key)
-    budget_model, budget_points = decode_fit(budget_store, key)
+        report = profile_decode_budgeted(engine, ProfileStore(budget_db), settings.grid,
+                                         0.5 * full_s, unbounded_step_cost)
+        full_points = decode_points(ProfileStore(full_db), key)
+        budget_points = decode_points(ProfileStore(budget_db), key)
+    full_model = fit_cost_model(key, full_points)
+    budget_model = fit_cost_model(key, budget_points)
     reference = mean_of(references[key])
-    full_error, budget_error = error(full_model, reference), error(budget_model, reference)
+    measured = {(p.batch_size, p.context_tokens): p.seconds_median for p in full_points}
+    full_error = relative_error(full_model, reference)
+    budget_error = relative_error(budget_model, reference)
     return {
         "slice": key.label(), "grid_points": len(full_points),
         "budget_points": len(budget_points), "full_s": full_s,
         "budget_s": report.elapsed_s, "stop_reason": report.stop_reason,
         "chosen": [(m.batch_size, m.prompt_tokens) for m in report.points],
         "full_error": full_error, "budget_error": budget_error,
-        "meets": budget_error <= max(full_error * (1 + TOLERANCE_RELATIVE),
-                                     full_error + TOLERANCE_ABSOLUTE),
-        "full_in_sample_error": error(full_model, full_points),
-        "budget_error_on_live_full_grid": error(budget_model, full_points),
+        "meets": meets_criterion(budget_error, full_error),
+        "full_in_sample_error": relative_error(full_model, measured),
+        "budget_error_on_live_full_grid": relative_error(budget_model, measured),
     }
+
+
+def decode_points(store: ProfileStore, key: CostKey) -> list:
+    return cost_points_by_key(store.load_profile_set())[key]
 
 
 def write_results(rows: list[dict], sources: list[str]) -> None:
@@ -151,13 +152,12 @@ def main() -> int:
     args = parser.parse_args()
     references: dict[CostKey, list] = {}
     for source in DEFAULT_MEASUREMENTS:
-        for piece in full_grid_slices(stored_points(str(source))):
+        for piece in full_grid_slices(stored_profile(str(source))):
             references.setdefault(piece.key, []).append(piece)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for text in (ALL_SLICES if args.slices == "all" else args.slices).split(","):
-            target, gamma = parse_slice(text.strip())
-            rows.append(measure_slice(target, gamma, references, Path(folder)))
+        for config in parse_slices(args.slices):
+            rows.append(measure_slice(config, references, Path(folder)))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "chosen"}))
     write_results(rows, [str(Path(s).relative_to(REPO)) for s in DEFAULT_MEASUREMENTS])
     print((RESULTS / "budgeted_live.md").read_text())

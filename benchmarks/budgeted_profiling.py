@@ -31,6 +31,7 @@ Usage: python benchmarks/budgeted_profiling.py [MEASUREMENT ...] [--fraction 0.5
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sys
@@ -74,17 +75,18 @@ def display_name(source: str) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else source
 
 
-def stored_points(source: str) -> list:
-    """Cost points of a profile file (.json.gz, as `profiles export` writes) or database."""
+def stored_profile(source: str):
+    """The profile (its `cost_points`) of a profile file (.json.gz, as `profiles export`
+    writes) or a database."""
     if source.endswith((".json", ".json.gz")):
-        return list(read_profile_file(Path(source)).cost_points)
+        return read_profile_file(Path(source))
     with Database(source) as db:
-        return list(ProfileStore(db).load_profile_set().cost_points)
+        return ProfileStore(db).load_profile_set()
 
 
-def full_grid_slices(points) -> list[Slice]:
+def full_grid_slices(profile) -> list[Slice]:
     """Decode slices whose points form a complete batch x context grid (>= 8 points)."""
-    groups = cost_points_by_key(_Holder(points))
+    groups = cost_points_by_key(profile)
     slices = []
     for key, group in groups.items():
         if key.phase != "decode":
@@ -104,11 +106,6 @@ def full_grid_slices(points) -> list[Slice]:
     return slices
 
 
-class _Holder:
-    def __init__(self, points):
-        self.cost_points = points
-
-
 def point_cost_s(piece: Slice, point: tuple[int, int]) -> float:
     """Simulated time to measure one point: warm-up + repeats of prefill + decode steps."""
     prefill_s = piece.prefill_s.get(point[0], 0.0)
@@ -118,9 +115,13 @@ def point_cost_s(piece: Slice, point: tuple[int, int]) -> float:
 def mean_error(model: StepCostModel, piece: Slice, target: dict[tuple[int, int], float]
                ) -> float:
     """Mean relative error against `target` over the slice's grid points it holds."""
-    points = [p for p in piece.step_s if p in target]
-    X = np.array(points, dtype=float)
-    y = np.array([target[p] for p in points])
+    return relative_error(model, {p: target[p] for p in piece.step_s if p in target})
+
+
+def relative_error(model: StepCostModel, target: dict[tuple[int, int], float]) -> float:
+    """Mean relative error of `model` against `target` ((batch, context) -> seconds)."""
+    X = np.array(list(target), dtype=float)
+    y = np.array(list(target.values()))
     return float(np.mean(np.abs(model.predict(X) - y) / y))
 
 
@@ -214,7 +215,7 @@ def scores(piece: Slice, full: StepCostModel, budgeted: StepCostModel, timed, co
     full_error = mean_error(full, piece, target=target)
     budget_error = mean_error(budgeted, piece, target=target)
     return {"full_error": full_error, "budget_error": budget_error,
-            "meets": _meets(budget_error, full_error),
+            "meets": meets_criterion(budget_error, full_error),
             "random_error_mean": float(np.mean(randoms)),
             "random_error_p90": float(np.quantile(randoms, 0.9)),
             "time_budget_error": mean_error(fit(piece, timed), piece, target=target)}
@@ -224,17 +225,18 @@ def evaluate(measurements: list[Slice], fraction: float) -> dict:
     """One slice, each measurement in turn as the profiling run."""
     full_fits = [fit(piece, list(piece.step_s)) for piece in measurements]
     common = set.intersection(*(set(piece.step_s) for piece in measurements))
-    pairs = [(i, j) for i in range(len(full_fits)) for j in range(len(full_fits)) if i < j]
+    by_pair = {f"{i + 1}-{j + 1}": fits_differ(full_fits[i], full_fits[j], common)
+               for i, j in itertools.combinations(range(len(full_fits)), 2)}
     return {
         "slice": measurements[0].key.label(),
-        "full_fits_differ": float(np.mean([fits_differ(full_fits[i], full_fits[j], common)
-                                           for i, j in pairs])) if pairs else None,
+        "full_fits_differ_by_pair": by_pair,
+        "full_fits_differ": float(np.mean(list(by_pair.values()))) if by_pair else None,
         "runs": [evaluate_one(piece, fraction, measurements[:i] + measurements[i + 1:])
                  for i, piece in enumerate(measurements)],
     }
 
 
-def _meets(budget_error: float, full_error: float) -> bool:
+def meets_criterion(budget_error: float, full_error: float) -> bool:
     return budget_error <= max(full_error * (1 + TOLERANCE_RELATIVE),
                                full_error + TOLERANCE_ABSOLUTE)
 
@@ -281,6 +283,18 @@ def _slice_table(rows: list[dict], names: list[str]) -> list[str]:
     return lines
 
 
+def _pair_line(rows: list[dict]) -> list[str]:
+    """How far apart two measurements' full-grid fits are, per pair, median over slices."""
+    pairs = rows[0]["full_fits_differ_by_pair"]
+    if not pairs:
+        return []
+    medians = {pair: float(np.median([row["full_fits_differ_by_pair"][pair] for row in rows]))
+               for pair in pairs}
+    return ["Full-grid fits of two measurements differ by (median over slices): "
+            + ", ".join(f"measurements {pair}: {value:.1%}" for pair, value in medians.items())
+            + "."]
+
+
 def summary(rows: list[dict], names: list[str]) -> list[dict]:
     """Per measurement and scoring: slices meeting, and the testbed's mean errors."""
     out = []
@@ -294,7 +308,7 @@ def summary(rows: list[dict], names: list[str]) -> list[dict]:
             out.append({
                 "measurement": name, "scored": part, "slices": len(scored),
                 "slices_meeting": sum(one["meets"] for one in scored),
-                "full_error": full, "budget_error": budget, "meets": _meets(budget, full),
+                "full_error": full, "budget_error": budget, "meets": meets_criterion(budget, full),
                 "random_error_mean": float(np.mean([o["random_error_mean"] for o in scored])),
                 "time_budget_error": float(np.mean([o["time_budget_error"] for o in scored])),
             })
@@ -337,7 +351,7 @@ def write_results(rows: list[dict], synthetic: list[dict], names: list[str],
         "Per slice (repeat spread: median over points of (max - min) / median of a "
         "point's repeats, per measurement; fits differ: mean relative difference of the two "
         "fits' predictions over the grid):", "",
-        *_slice_table(rows, names), "",
+        *_slice_table(rows, names), "", *_pair_line(rows), "",
         "Synthetic surfaces (not measurements; the linear form misfits above batch 8, so "
         "refinement beyond the coarse design should matter):", "",
         *_slice_table(synthetic, ["synthetic"])]
@@ -355,7 +369,7 @@ def main() -> int:
     args = parser.parse_args()
     by_key: dict[CostKey, list[Slice]] = {}
     for source in args.measurements:
-        for piece in full_grid_slices(stored_points(source)):
+        for piece in full_grid_slices(stored_profile(source)):
             by_key.setdefault(piece.key, []).append(piece)
     complete = [pieces for pieces in by_key.values() if len(pieces) == len(args.measurements)]
     if not complete:

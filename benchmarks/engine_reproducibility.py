@@ -29,45 +29,42 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from budgeted_live import decode_fit, parse_slice  # noqa: E402
+from budgeted_live import decode_points, parse_slices  # noqa: E402
 from budgeted_profiling import fits_differ  # noqa: E402
 
+from profilers import EnginePool  # noqa: E402
 from profilers.decode import profile_decode  # noqa: E402
-from profilers.engine import SpeculativeConfig  # noqa: E402
-from profilers.testbed.card import TestbedSettings  # noqa: E402
-from profilers.testbed.family import model_dir  # noqa: E402
+from profilers.testbed.card import EngineConfiguration, TestbedSettings  # noqa: E402
 from storage import Database, ProfileStore  # noqa: E402
-from tuner.cost_model import CostKey  # noqa: E402
+from tuner.cost_model import CostKey, fit_cost_model  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def measure_slice(target: str, gamma: int, starts: int, folder: Path) -> dict:
+def measure_slice(config: EngineConfiguration, starts: int, folder: Path) -> dict:
     from profilers.vllm_engine import VllmEngine
 
     settings = TestbedSettings()
-    speculative = SpeculativeConfig(str(model_dir("tb-draft")), gamma) if gamma else None
-    key = CostKey(target, "tb-draft" if gamma else None, gamma, "decode")
+    key = CostKey(config.model, config.draft, config.gamma, "decode")
     fits = {}  # (start, pass) -> fitted cost model
     for start in range(starts):
-        engine = VllmEngine(str(model_dir(target)), speculative,
-                            max_model_len=settings.max_model_len)
-        try:
+        with EnginePool(lambda model, speculative: VllmEngine(
+                model, speculative, max_model_len=settings.max_model_len)) as pool:
+            engine = config.start(pool)  # a new pool per start: a fresh engine
             for run in range(2):
-                store = ProfileStore(Database(f"sqlite:///{folder}/{target}-{gamma}-"
-                                              f"{start}-{run}.db"))
-                profile_decode(engine, store, settings.grid)
-                fits[(start, run)] = decode_fit(store, key)[0]
-        finally:
-            engine.close()
+                with Database(f"sqlite:///{folder}/{config.model}-{config.gamma}-{start}-"
+                              f"{run}.db") as db:
+                    profile_decode(engine, ProfileStore(db), settings.grid)
+                    fits[(start, run)] = fit_cost_model(key, decode_points(ProfileStore(db),
+                                                                           key))
     grid = [(b, settings.grid.context_tokens(p)) for b in settings.grid.batch_sizes
             for p in settings.grid.prompt_tokens]
     within = [fits_differ(fits[(s, 1)], fits[(s, 0)], grid) for s in range(starts)]
     across = [fits_differ(fits[a], fits[b], grid)
               for a, b in itertools.combinations(sorted(fits), 2) if a[0] != b[0]]
-    # each engine's overall speed: mean predicted step over the grid, relative to the first
-    level = [statistics.mean(fits[(s, r)].predict([point])[0] for point in grid
-                             for r in range(2)) for s in range(starts)]
+    # each engine's overall speed: mean predicted step over the grid and both passes
+    level = [statistics.mean(float(fits[(s, r)].predict(grid).mean()) for r in range(2))
+             for s in range(starts)]
     return {"slice": key.label(), "starts": starts, "within_engine": within,
             "across_engines": across, "engine_level": [x / level[0] for x in level],
             "engine_mean_step_ms": [1e3 * x for x in level]}
@@ -109,9 +106,8 @@ def main() -> int:
     rows = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        for text in args.slices.split(","):
-            target, gamma = parse_slice(text.strip())
-            rows.append(measure_slice(target, gamma, args.starts, Path(folder)))
+        for config in parse_slices(args.slices):
+            rows.append(measure_slice(config, args.starts, Path(folder)))
             print(json.dumps(rows[-1]))
     write_results(rows)
     print((RESULTS / "engine_reproducibility.md").read_text())

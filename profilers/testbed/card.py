@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from profilers.acceptance import profile_acceptance
 from profilers.accuracy import profile_accuracy
@@ -47,6 +47,36 @@ def relative_model_path(name: str) -> str:
     return f"studies/testbed/models/{name}"
 
 
+@dataclass(frozen=True)
+class EngineConfiguration:
+    """One engine the card measures: a model alone, or a target with a draft at gamma."""
+
+    model: str
+    draft: str | None = None
+    gamma: int = 0
+
+    def start(self, pool: EnginePool):
+        speculative = (SpeculativeConfig(str(model_dir(self.draft)), self.gamma)
+                       if self.draft else None)
+        return pool.get(str(model_dir(self.model)), speculative)
+
+
+def engine_configurations(settings: TestbedSettings) -> list[EngineConfiguration]:
+    """Every model alone, then every target with every draft at each of the card's gammas."""
+    drafts = [size.name for size in FAMILY if size.role == "draft"]
+    return [EngineConfiguration(size.name) for size in FAMILY] + [
+        EngineConfiguration(size.name, draft, gamma)
+        for size in FAMILY if size.role == "target"
+        for draft in drafts for gamma in settings.gammas]
+
+
+def register_family(store: ProfileStore) -> None:
+    """Store the family's model records, paths relative to the repository root."""
+    for size in FAMILY:
+        record = read_model_record(str(model_dir(size.name)), size.role)
+        store.upsert_model(replace(record, path=relative_model_path(record.name)))
+
+
 def profile_testbed(store: ProfileStore, pool: EnginePool, settings: TestbedSettings,
                     progress: ProgressReporter | None = None) -> None:
     """Measure every testbed model; resumable: an engine whose work is stored never starts."""
@@ -54,30 +84,24 @@ def profile_testbed(store: ProfileStore, pool: EnginePool, settings: TestbedSett
 
     task = ArithmeticTask()
     todo = _Todo(store, describe_local_hardware().fingerprint, engine_version(), settings, task)
-    for size in FAMILY:
-        record = read_model_record(str(model_dir(size.name)), size.role)
-        store.upsert_model(_with_relative_path(record))
-    for size in FAMILY:
-        if todo.decode(size.name) or todo.accuracy(size.name):
-            engine = pool.get(str(model_dir(size.name)))
-            profile_decode(engine, store, settings.grid, progress)
+    register_family(store)
+    for config in engine_configurations(settings):
+        key = (config.model, config.draft, config.gamma)
+        # alone: decode and accuracy; with a draft: decode and acceptance (same engine)
+        other = todo.accuracy(config.model) if config.draft is None else todo.acceptance(*key)
+        if not (todo.decode(*key) or other):
+            continue
+        engine = config.start(pool)
+        profile_decode(engine, store, settings.grid, progress)
+        if config.draft is None:
             profile_accuracy(engine, store, task, questions=settings.questions,
                              samples_per_question=settings.samples_per_question,
                              temperature=settings.temperature, max_tokens=settings.max_tokens,
                              progress=progress)
-    drafts = [size.name for size in FAMILY if size.role == "draft"]
-    for size in (size for size in FAMILY if size.role == "target"):
-        for draft, gamma in ((draft, gamma) for draft in drafts for gamma in settings.gammas):
-            if not (todo.decode(size.name, draft, gamma)
-                    or todo.acceptance(size.name, draft, gamma)):
-                continue
-            speculative = SpeculativeConfig(str(model_dir(draft)), gamma)
-            engine = pool.get(str(model_dir(size.name)), speculative)
-            profile_decode(engine, store, settings.grid, progress)
-            if todo.acceptance(size.name, draft, gamma):
-                profile_acceptance(engine, store, task, questions=settings.acceptance_questions,
-                                   temperature=settings.temperature,
-                                   max_tokens=settings.max_tokens, progress=progress)
+        elif other:
+            profile_acceptance(engine, store, task, questions=settings.acceptance_questions,
+                               temperature=settings.temperature,
+                               max_tokens=settings.max_tokens, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -104,11 +128,6 @@ class _Todo:
         return key not in self.store.acceptance_keys(self.fingerprint, self.engine_version,
                                                      target)
 
-
-def _with_relative_path(record):
-    from dataclasses import replace
-
-    return replace(record, path=relative_model_path(record.name))
 
 
 @dataclass(frozen=True)
