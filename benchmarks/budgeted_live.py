@@ -50,7 +50,7 @@ from profilers.testbed.card import (  # noqa: E402
     engine_configurations,
 )
 from storage import Database, ProfileStore  # noqa: E402
-from tuner.cost_model import (  # noqa: E402
+from tuner.core.cost_model import (  # noqa: E402
     CostKey,
     cost_points_by_key,
     fit_cost_model,
@@ -78,7 +78,7 @@ def measure_slice(config: EngineConfiguration, references: dict, folder: Path) -
     from profilers.vllm_engine import VllmEngine
 
     settings = TestbedSettings()
-    key = CostKey(config.model, config.draft, config.gamma, "decode")
+    key = CostKey(config.model, config.speculation, "decode")
     with Database(f"sqlite:///{folder}/{config.model}-{config.gamma}-full.db") as full_db, \
             Database(f"sqlite:///{folder}/{config.model}-{config.gamma}-budget.db") as budget_db, \
             EnginePool(lambda model, speculative: VllmEngine(

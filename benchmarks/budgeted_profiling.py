@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 from profilers.planner import BudgetPlanner, run_budgeted  # noqa: E402
 from storage import Database, ProfileStore  # noqa: E402
 from storage.transfer import read_profile_file  # noqa: E402
-from tuner.cost_model import (  # noqa: E402
+from tuner.core.cost_model import (  # noqa: E402
     CostKey,
     StepCostModel,
     cost_points_by_key,
@@ -95,7 +95,7 @@ def full_grid_slices(profile) -> list[Slice]:
         batches, contexts = {b for b, _ in step}, {c for _, c in step}
         if len(step) < 8 or len(step) != len(batches) * len(contexts):
             continue
-        prefill_key = CostKey(key.model, key.draft, key.gamma, "prefill")
+        prefill_key = CostKey(key.model, key.speculation, "prefill")
         prefill = {}
         for p in groups.get(prefill_key, []):
             prefill.setdefault(p.batch_size, []).append(p.seconds_median)
@@ -250,7 +250,7 @@ def synthetic_slices() -> list[Slice]:
         step = {(b, c): 1e-3 * (1 + 0.05 * b + 0.002 * c) * (1.6 if b > 8 else 1.0)
                 * (1 + noise * rng.standard_normal())
                 for b in (1, 2, 4, 8, 16, 32) for c in (24, 48, 80, 128, 256)}
-        key = CostKey(f"synthetic jump, noise {noise:.0%}", None, 0, "decode")
+        key = CostKey(f"synthetic jump, noise {noise:.0%}", None, "decode")
         slices.append(Slice(key, step, dict.fromkeys((1, 2, 4, 8, 16, 32), 1e-3), noise))
     return slices
 

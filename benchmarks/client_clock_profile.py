@@ -43,7 +43,7 @@ def main() -> None:
                                                  "draft" if name == "tb-draft" else "target"))
         for item in args.slices:
             model, gamma = item.split(":")
-            speculative = (SpeculativeConfig(str(model_dir("tb-draft")), int(gamma))
+            speculative = (SpeculativeConfig.draft_model(str(model_dir("tb-draft")), int(gamma))
                            if int(gamma) else None)
             engine = VllmEngine(str(model_dir(model)), speculative, max_model_len=160)
             try:

@@ -36,7 +36,7 @@ from profilers import EnginePool  # noqa: E402
 from profilers.decode import profile_decode  # noqa: E402
 from profilers.testbed.card import EngineConfiguration, TestbedSettings  # noqa: E402
 from storage import Database, ProfileStore  # noqa: E402
-from tuner.cost_model import CostKey, fit_cost_model  # noqa: E402
+from tuner.core.cost_model import CostKey, fit_cost_model  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -45,7 +45,7 @@ def measure_slice(config: EngineConfiguration, starts: int, folder: Path) -> dic
     from profilers.vllm_engine import VllmEngine
 
     settings = TestbedSettings()
-    key = CostKey(config.model, config.draft, config.gamma, "decode")
+    key = CostKey(config.model, config.speculation, "decode")
     fits = {}  # (start, pass) -> fitted cost model
     for start in range(starts):
         with EnginePool(lambda model, speculative: VllmEngine(

@@ -26,10 +26,10 @@ import numpy as np  # noqa: E402
 
 from profilers import ExecutionPlan, describe_local_hardware, get_task  # noqa: E402
 from storage import Database  # noqa: E402
-from tuner.service import Workspace, open_workspace  # noqa: E402
-from tuner.simulator import Configuration  # noqa: E402
-from tuner.spec import load_spec  # noqa: E402
-from tuner.validate import (  # noqa: E402
+from tuner.core.configuration import Configuration  # noqa: E402
+from tuner.core.operations import Workspace, open_workspace  # noqa: E402
+from tuner.core.spec import load_spec  # noqa: E402
+from tuner.core.validate import (  # noqa: E402
     Measurement,
     engine_arguments,
     measure,
@@ -74,8 +74,8 @@ def measure_all(workspace: Workspace, configs: Iterable[Configuration], question
     key_of = {c: cache_key(c, questions, split, seed_of[c]) for c in wanted}
     missing = [c for c in wanted if key_of[c] not in cache]
     task = get_task(workspace.spec.task)
-    for engine_key in dict.fromkeys((c.model, c.draft, c.gamma) for c in missing):
-        group = [c for c in missing if (c.model, c.draft, c.gamma) == engine_key]
+    for engine_key in dict.fromkeys(c.engine_key() for c in missing):
+        group = [c for c in missing if c.engine_key() == engine_key]
         model, speculative = engine_arguments(workspace.profile, group[0])
         started_s = time.perf_counter()
         engine = VllmEngine(model, speculative)
@@ -101,7 +101,7 @@ def measure_all(workspace: Workspace, configs: Iterable[Configuration], question
 def _measure_one(workspace: Workspace, engine, task, questions, config: Configuration) -> dict:
     table = workspace.simulator.table(config.model, config.temperature)
     plan = ExecutionPlan(n=config.branches, temperature=config.temperature,
-                         max_tokens=table.max_tokens)
+                         max_tokens=table.max_tokens, vote=config.vote)
     load_before = os.getloadavg()[0]
     report = measure(engine, task, questions, plan)
     measured = Measurement.of(report)

@@ -32,7 +32,8 @@ def main() -> None:
     draft = str(model_dir("tb-draft"))
     cases = {
         "tb-large": (str(model_dir("tb-large")), None),
-        "tb-large + tb-draft gamma=4": (str(model_dir("tb-large")), SpeculativeConfig(draft, 4)),
+        "tb-large + tb-draft gamma=4": (str(model_dir("tb-large")),
+                                        SpeculativeConfig.draft_model(draft, 4)),
     }
     rows = {}
     for label, (model, speculative) in cases.items():

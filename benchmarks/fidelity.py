@@ -36,10 +36,11 @@ from engine_runs import (  # noqa: E402
     relative_error,
 )
 
-from storage import Database, ProfileStore  # noqa: E402
-from tuner.service import Workspace  # noqa: E402
-from tuner.simulator import Configuration, Simulator  # noqa: E402
-from tuner.validate import predict  # noqa: E402
+from storage import Database, ProfileStore, Speculation  # noqa: E402
+from tuner.core.configuration import Configuration  # noqa: E402
+from tuner.core.operations import Workspace  # noqa: E402
+from tuner.core.simulator import Simulator  # noqa: E402
+from tuner.core.validate import predict  # noqa: E402
 
 D = "tb-draft"
 CONFIGURATIONS = (  # (model, N, draft, gamma), grouped by engine
@@ -61,7 +62,8 @@ def main() -> None:
     if args.decode_clock == "client":
         workspace = with_client_clock(workspace)
     temperature = workspace.space.models[0].temperatures[0]
-    configs = [Configuration(m, n, d, g, temperature) for m, n, d, g in CONFIGURATIONS]
+    configs = [Configuration(m, n, Speculation("draft_model", g, d) if d else None, temperature)
+               for m, n, d, g in CONFIGURATIONS]
     # each configuration on its own slice of the split, so that the accuracy checks are
     # independent (one easy or hard slice would otherwise move them all together)
     measured = measure_all(workspace, configs, args.questions,

@@ -22,14 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine_runs import RESULTS, machine_description, measure_all, open_testbed  # noqa: E402
 
-from tuner.durations import format_duration, parse_duration  # noqa: E402
-from tuner.simulator import LatencyObjective, SimulationResult  # noqa: E402
+from tuner.core.configuration import LatencyObjective  # noqa: E402
+from tuner.core.durations import format_duration, parse_duration  # noqa: E402
+from tuner.core.simulator import SimulationResult  # noqa: E402
 
 OBJECTIVE = LatencyObjective("quantile", 0.9)
 STRATEGIES = {
-    "(a) 1 branch, no spec": lambda c: c.branches == 1 and c.draft is None,
-    "(b) branches only": lambda c: c.draft is None,
-    "(c) spec only, 1 branch": lambda c: c.branches == 1 and c.draft is not None,
+    "(a) 1 branch, no spec": lambda c: c.branches == 1 and c.speculation is None,
+    "(b) branches only": lambda c: c.speculation is None,
+    "(c) spec only, 1 branch": lambda c: c.branches == 1 and c.speculation is not None,
     "(d) joint (latts-tune)": lambda c: True,
 }
 

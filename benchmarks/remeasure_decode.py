@@ -26,7 +26,7 @@ from profilers.testbed.card import (  # noqa: E402
     register_family,
 )
 from storage import Database, ProfileStore, export_profiles  # noqa: E402
-from tuner.progress import RichProgress  # noqa: E402
+from tuner.cli.progress import RichProgress  # noqa: E402
 
 
 def main() -> int:

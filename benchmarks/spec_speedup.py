@@ -25,8 +25,9 @@ from engine_runs import RESULTS, machine_description  # noqa: E402
 
 from profilers import ExecutionPlan, SpeculativeConfig, execute, get_task  # noqa: E402
 from profilers.decode import measure_decode_step  # noqa: E402
+from profilers.statistics import P90  # noqa: E402
 from profilers.testbed.family import model_dir  # noqa: E402
-from tuner.validate import select_questions  # noqa: E402
+from tuner.core.validate import select_questions  # noqa: E402
 
 FILLER = [3 + index % 16 for index in range(32)]
 
@@ -39,7 +40,7 @@ def executor_rounds(engine, task, questions) -> list[dict]:
         report = execute(engine, task, questions, plan)
         tokens = statistics.mean(sum(o.branch_tokens) for o in report.outcomes)
         rounds.append({"mean_latency_ms": report.mean_latency_s * 1000,
-                       "p90_latency_ms": report.latency_quantile_s(0.9) * 1000,
+                       "p90_latency_ms": report.latency_statistic_s(P90) * 1000,
                        "tokens_per_question": tokens,
                        "ms_per_token": report.mean_latency_s * 1000 / tokens})
     return rounds
@@ -54,7 +55,7 @@ def measure(gamma: int) -> dict:
     from profilers.vllm_engine import VllmEngine
 
     task = get_task("arithmetic")
-    spec = SpeculativeConfig(str(model_dir("tb-draft")), gamma) if gamma else None
+    spec = SpeculativeConfig.draft_model(str(model_dir("tb-draft")), gamma) if gamma else None
     engine = VllmEngine(str(model_dir("tb-large")), spec)
     try:
         before = engine.speculative_counters()

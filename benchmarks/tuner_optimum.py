@@ -31,17 +31,14 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 
 from storage import Database  # noqa: E402
-from tuner.durations import format_duration  # noqa: E402
-from tuner.service import open_workspace  # noqa: E402
-from tuner.simulator import LatencyObjective, Simulator  # noqa: E402
-from tuner.spec import DEFAULT_SPEC_PATH, load_spec  # noqa: E402
-from tuner.study import (  # noqa: E402
-    NoFeasibleConfiguration,
-    StudySettings,
-    exhaustive_optimum,
-    frontier,
-    run_study,
-)
+from tuner.core.configuration import LatencyObjective  # noqa: E402
+from tuner.core.durations import format_duration  # noqa: E402
+from tuner.core.frontier import exhaustive_optimum, frontier  # noqa: E402
+from tuner.core.operations import open_workspace  # noqa: E402
+from tuner.core.ranking import NoFeasibleConfiguration  # noqa: E402
+from tuner.core.simulator import Simulator  # noqa: E402
+from tuner.core.spec import DEFAULT_SPEC_PATH, load_spec  # noqa: E402
+from tuner.core.study import StudySettings, run_study  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -162,7 +159,7 @@ def cost_model_errors(workspace) -> list[dict]:
     simulator = workspace.simulator
     rows = []
     for model, draft, gamma, phase in sorted(
-        {(p.model, p.draft, p.gamma if p.draft else 0, p.phase)
+        {(p.model, p.speculation, p.phase)
          for p in workspace.profile.cost_points if p.status == "ok"},
         key=lambda key: (key[0], key[1] or "", key[2], key[3]),
     ):

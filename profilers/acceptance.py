@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from profilers.engine import Engine, SamplingConfig
+from profilers.engine import Engine, SamplingConfig, model_name
 from profilers.models import register_engine_models
-from profilers.pool import model_name
 from profilers.progress import ProgressReporter, SilentProgress
 from profilers.tasks.base import Task
-from storage import AcceptanceRecord, ProfileStore, UserInputError
+from storage import AcceptanceRecord, ProfileStore, UserInputError, speculation_columns
 
 PROMPTS_PER_BATCH = 16
 
@@ -33,14 +32,14 @@ def profile_acceptance(
 ) -> AcceptanceRecord:
     """Sample `branches` answers to `questions` prompts and store the acceptance counters."""
     if engine.speculative is None:
-        raise UserInputError("acceptance needs a draft: pass --draft PATH and --gamma N")
+        raise UserInputError("acceptance needs a speculation: pass --draft PATH and --gamma N")
     if questions < 1 or branches < 1:
         raise UserInputError("--questions and --branches must be at least 1")
     progress = progress or SilentProgress()
     prompts = [task.build_prompt(q) for q in task.load_questions(split, questions)]
-    progress.start(f"acceptance {model_name(engine.model)} <- "
-                   f"{model_name(engine.speculative.draft_model)} gamma="
-                   f"{engine.speculative.num_speculative_tokens}", len(prompts))
+    speculation = engine.speculative.speculation
+    progress.start(f"acceptance {model_name(engine.model)} <- {speculation.label()}",
+                   len(prompts))
     before = engine.speculative_counters()
     for start in range(0, len(prompts), PROMPTS_PER_BATCH):
         chunk = prompts[start : start + PROMPTS_PER_BATCH]
@@ -52,19 +51,17 @@ def profile_acceptance(
     hardware = engine.hardware()
     store.upsert_hardware(hardware)
     register_engine_models(store, engine)
-    gamma = engine.speculative.num_speculative_tokens
     record = AcceptanceRecord(
         hardware_fingerprint=hardware.fingerprint,
         engine_version=engine.engine_version(),
         target=model_name(engine.model),
-        draft=model_name(engine.speculative.draft_model),
-        gamma=gamma,
+        **speculation_columns(speculation),
         task=task.name,
         temperature=temperature,
         num_drafts=delta.num_drafts,
         num_draft_tokens=delta.num_draft_tokens,
         num_accepted_tokens=delta.num_accepted_tokens,
-        accepted_per_position=tuple(delta.accepted_per_position[:gamma]),
+        accepted_per_position=tuple(delta.accepted_per_position[:speculation.gamma]),
         measured_at=datetime.now(UTC),
     )
     store.add_acceptance(record)

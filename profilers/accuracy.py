@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from profilers.engine import Engine, GenerationResult, SamplingConfig, question_seed
+from profilers.engine import (
+    Engine,
+    GenerationResult,
+    SamplingConfig,
+    model_name,
+    question_seed,
+)
 from profilers.models import register_engine_models
-from profilers.pool import model_name
 from profilers.progress import ProgressReporter, SilentProgress
 from profilers.tasks.base import Question, Task
 from storage import (

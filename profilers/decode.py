@@ -16,11 +16,18 @@ import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from profilers.engine import Engine, SamplingConfig
+from profilers.engine import Engine, SamplingConfig, model_name
 from profilers.models import register_engine_models
-from profilers.pool import model_name
 from profilers.progress import ProgressReporter, SilentProgress
-from storage import ClaimStore, CostPoint, ProfileRecords, ProfileStore, UserInputError
+from storage import (
+    ClaimStore,
+    CostPoint,
+    ProfileRecords,
+    ProfileStore,
+    Speculation,
+    UserInputError,
+    speculation_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +143,7 @@ def _measure_point(engine: Engine, grid: DecodeGrid, batch_size: int, prompt_tok
 
 
 def pending_decode_points(store: ProfileStore, hardware_fingerprint: str, engine_version: str,
-                          model: str, draft: str | None, gamma: int, grid: DecodeGrid
+                          model: str, speculation: Speculation | None, grid: DecodeGrid
                           ) -> list[tuple[int, int]]:
     """(batch size, prompt tokens) of the grid not yet stored for this configuration."""
     done = store.cost_point_keys(hardware_fingerprint, engine_version, model)
@@ -144,7 +151,7 @@ def pending_decode_points(store: ProfileStore, hardware_fingerprint: str, engine
         (batch, prompt)
         for batch in grid.batch_sizes
         for prompt in grid.prompt_tokens
-        if (draft, gamma, "decode", batch, grid.context_tokens(prompt)) not in done
+        if (speculation, "decode", batch, grid.context_tokens(prompt)) not in done
     ]
 
 
@@ -169,21 +176,24 @@ def profile_decode(
     store.upsert_hardware(hardware)
     register_engine_models(store, engine)
     model = model_name(engine.model)
-    draft = model_name(engine.speculative.draft_model) if engine.speculative else None
-    gamma = engine.speculative.num_speculative_tokens if engine.speculative else 0
-    pending = pending_decode_points(store, hardware.fingerprint, version, model, draft, gamma,
+    speculation = engine.speculative.speculation if engine.speculative else None
+    pending = pending_decode_points(store, hardware.fingerprint, version, model, speculation,
                                     grid)
-    progress.start(f"decode cost {model}" + (f" + {draft} gamma={gamma}" if draft else ""),
-                   len(pending))
+    progress.start(f"decode cost {model}"
+                   + (f" + {speculation.label()}" if speculation else ""), len(pending))
+    columns = speculation_columns(speculation)
+    slice_name = f"{speculation.source_key}|{speculation.gamma}" if speculation else "none"
 
     def point(phase: str, batch: int, context: int, samples: list[float], **failure) -> CostPoint:
-        return CostPoint(hardware.fingerprint, version, model, draft, gamma, phase, batch,
-                         context, tuple(samples), measured_at=datetime.now(UTC), **failure)
+        return CostPoint(hardware_fingerprint=hardware.fingerprint, engine_version=version,
+                         model=model, phase=phase, batch_size=batch, context_tokens=context,
+                         seconds_samples=tuple(samples), measured_at=datetime.now(UTC),
+                         **columns, **failure)
 
     measured = 0
     for batch, prompt in pending:
         context = grid.context_tokens(prompt)
-        key = f"decode|{hardware.fingerprint}|{version}|{model}|{draft}|{gamma}|{batch}|{context}"
+        key = f"decode|{hardware.fingerprint}|{version}|{model}|{slice_name}|{batch}|{context}"
         if claims is not None and not claims.claim(key):
             progress.advance()  # another worker measures it
             continue

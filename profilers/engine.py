@@ -5,18 +5,56 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from storage import HardwareRecord
+from storage import HardwareRecord, Speculation
+
+
+def model_name(path: str) -> str:
+    """The name a model is stored under: a local directory's name, or the hub id as given."""
+    local = Path(path).expanduser()
+    return local.name if local.is_dir() else path
 
 
 @dataclass(frozen=True)
 class SpeculativeConfig:
-    """Speculative decoding with a draft model proposing `num_speculative_tokens` (gamma)."""
+    """A speculation as an engine runs it: the value (method, draft name, gamma, options)
+    and where the draft model or head is (a path or hub id; None for draft-free methods)."""
 
-    draft_model: str  # a path or hub id, as the engine loads it
-    num_speculative_tokens: int
-    method: str = "draft_model"
+    speculation: Speculation
+    draft_path: str | None = None
+
+    @classmethod
+    def of(cls, method: str, gamma: int, draft_path: str | None = None,
+           options: tuple[tuple[str, int], ...] = ()) -> SpeculativeConfig:
+        """The config of `method` at draft length `gamma`; the draft is named after its path."""
+        draft = model_name(draft_path) if draft_path else None
+        return cls(Speculation(method, gamma, draft, options), draft_path)
+
+    @classmethod
+    def draft_model(cls, draft_path: str, gamma: int) -> SpeculativeConfig:
+        """A draft model at `draft_path` proposing `gamma` tokens per step."""
+        return cls.of("draft_model", gamma, draft_path)
+
+    @classmethod
+    def from_vllm(cls, fields: dict) -> SpeculativeConfig:
+        """The config of a vLLM `speculative_config` dict (e.g. read back from a preset)."""
+        from profilers.speculation import options_in
+
+        method = str(fields.get("method", "draft_model"))
+        return cls.of(method, int(fields["num_speculative_tokens"]), fields.get("model"),
+                      options_in(method, fields))
+
+    @property
+    def num_speculative_tokens(self) -> int:
+        return self.speculation.gamma
+
+    def vllm_config(self) -> dict:
+        """vLLM's `speculative_config` for this speculation."""
+        from profilers.speculation import vllm_speculative_config
+
+        return vllm_speculative_config(self.speculation, self.draft_path)
 
 
 @dataclass(frozen=True)

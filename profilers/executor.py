@@ -1,8 +1,10 @@
 """The test-time-scaling executor: run a configuration on an engine as a serving stack would.
 
 Per question: one request with n = N sampled branches (the engine's parallel sampling), the
-engine's speculative decoding as it was started, and a majority vote over the branches that
-finished with a parsed answer (`profilers.voting.majority_vote`, the simulator's tie rule).
+engine's speculative decoding as it was started, and the plan's vote rule
+(`profilers.voting`, the code the simulator replays) over the branches that finished. The
+rule is asked each time a branch finishes; once its verdict is final the request is
+answered and its other branches are aborted (early stopping).
 Latency is wall-clock (`time.perf_counter`) from submitting the request to the vote, so it
 includes everything a client waits for: queueing, prefill, decode and output processing.
 
@@ -31,8 +33,9 @@ from profilers.engine import (
     question_seed,
 )
 from profilers.progress import ProgressReporter, SilentProgress
+from profilers.statistics import MEAN, LatencyStatistic
 from profilers.tasks.base import Question, Task
-from profilers.voting import majority_vote
+from profilers.voting import MAJORITY, Ballot, Verdict, VoteRule
 from storage import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ class ExecutionPlan:
     deadline_s: float | None = None  # hard cutoff; None waits for every branch
     in_flight: int = 1
     sampling_seed: int | None = None  # None: unseeded, as a serving client sends
+    vote: VoteRule = MAJORITY
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.in_flight < 1 or self.max_tokens < 1:
@@ -102,12 +106,13 @@ class ExecutionReport:
         low, high = np.quantile(correct[draws].mean(axis=1), [0.025, 0.975])
         return float(low), float(high)
 
-    def latency_quantile_s(self, quantile: float) -> float:
-        return float(np.quantile(self.latencies_s, quantile))
+    def latency_statistic_s(self, statistic: LatencyStatistic) -> float:
+        """The latency statistic (a quantile or the mean) over questions, seconds."""
+        return statistic.of(self.latencies_s)
 
     @property
     def mean_latency_s(self) -> float:
-        return float(self.latencies_s.mean())
+        return self.latency_statistic_s(MEAN)
 
     @property
     def aborted_branches(self) -> int:
@@ -124,6 +129,7 @@ class _Live:
     n: int
     prompt_tokens: int = 0
     branches: dict[int, BranchProgress] = field(default_factory=dict)
+    counted: dict[int, Ballot] = field(default_factory=dict)
 
     def add(self, delta: BranchDelta) -> None:
         branch = self.branches.setdefault(delta.branch_index, BranchProgress())
@@ -132,11 +138,16 @@ class _Live:
         branch.finish_reason = delta.finish_reason or branch.finish_reason
         self.prompt_tokens = delta.prompt_tokens or self.prompt_tokens
 
-    def finished(self) -> list[BranchProgress]:
-        return [b for _, b in sorted(self.branches.items()) if b.finish_reason is not None]
+    def finished(self) -> list[tuple[int, BranchProgress]]:
+        return [(i, b) for i, b in sorted(self.branches.items()) if b.finish_reason is not None]
 
-    def done(self) -> bool:
-        return len(self.finished()) == self.n
+    def ballots(self, task: Task) -> list[Ballot]:
+        """Ballots of the finished branches (each answer extracted once)."""
+        for index, branch in self.finished():
+            if index not in self.counted:
+                self.counted[index] = Ballot(task.extract_answer(branch.text), branch.tokens,
+                                             index)
+        return list(self.counted.values())
 
 
 def execute(engine: StreamingEngine, task: Task, questions: list[Question],
@@ -157,9 +168,9 @@ def execute(engine: StreamingEngine, task: Task, questions: list[Question],
         for delta in engine.step():
             if delta.request_id in live:  # late deltas of aborted requests are dropped
                 live[delta.request_id].add(delta)
-        for request_id in _settle(engine, live, plan.deadline_s):
+        for request_id, verdict in _settle(engine, task, live, plan).items():
             request = live.pop(request_id)
-            outcomes[request.index] = _vote(task, request)
+            outcomes[request.index] = _outcome(task, request, verdict)
             progress.advance()
     return ExecutionReport(tuple(outcomes[i] for i in sorted(outcomes)),
                            time.perf_counter() - started_s)
@@ -172,32 +183,33 @@ def _submit(engine: StreamingEngine, task: Task, question: Question,
     return request_id
 
 
-def _settle(engine: StreamingEngine, live: dict[str, _Live],
-            deadline_s: float | None) -> list[str]:
-    """Requests ready to vote: every branch finished, or past the deadline (then aborted)."""
+def _settle(engine: StreamingEngine, task: Task, live: dict[str, _Live],
+            plan: ExecutionPlan) -> dict[str, tuple[Verdict, int]]:
+    """Requests ready to answer, with the verdict and its ballot count: the vote rule is
+    final (unfinished branches are aborted) or the deadline passed (then aborted too)."""
     now_s = time.perf_counter()
-    ready = [rid for rid, request in live.items() if request.done()]
-    if deadline_s is not None:
-        late = [rid for rid, request in live.items()
-                if rid not in ready and now_s - request.submitted_s >= deadline_s]
-        if late:
-            engine.abort(late)
-        ready += late
+    ready: dict[str, tuple[Verdict, int]] = {}
+    for request_id, request in live.items():
+        ballots = request.ballots(task)
+        verdict = plan.vote.decide(ballots, request.n)
+        late = plan.deadline_s is not None and now_s - request.submitted_s >= plan.deadline_s
+        if verdict.final or late:
+            ready[request_id] = (verdict, len(ballots))
+    unfinished = [rid for rid, (_, done) in ready.items() if done < live[rid].n]
+    if unfinished:
+        engine.abort(unfinished)
     return ready
 
 
-def _vote(task: Task, request: _Live) -> QuestionOutcome:
-    finished = request.finished()
-    answers = [task.extract_answer(branch.text) for branch in finished]
-    tokens = [branch.tokens for branch in finished]
-    answer = majority_vote(answers, tokens)
+def _outcome(task: Task, request: _Live, decision: tuple[Verdict, int]) -> QuestionOutcome:
+    verdict, finished = decision
     latency_s = time.perf_counter() - request.submitted_s
     return QuestionOutcome(
         question_id=request.question.question_id,
-        answer=answer,
-        correct=task.grade(request.question, answer),
+        answer=verdict.answer,
+        correct=task.grade(request.question, verdict.answer),
         latency_s=latency_s,
         prompt_tokens=request.prompt_tokens,
-        branch_tokens=tuple(tokens),
-        branches_aborted=request.n - len(finished),
+        branch_tokens=tuple(branch.tokens for _, branch in request.finished()),
+        branches_aborted=request.n - finished,
     )

@@ -6,8 +6,7 @@ import json
 import struct
 from pathlib import Path
 
-from profilers.engine import Engine
-from profilers.pool import model_name
+from profilers.engine import Engine, model_name
 from storage import ModelRecord, ProfileStore, UserInputError
 
 
@@ -57,8 +56,8 @@ def register_engine_models(store: ProfileStore, engine: Engine) -> None:
     """Store the engine's target and draft models unless already known (measurements
     reference them); a model that is not a local directory is stored by name only."""
     models = [(engine.model, "target")]
-    if engine.speculative is not None:
-        models.append((engine.speculative.draft_model, "draft"))
+    if engine.speculative is not None and engine.speculative.draft_path is not None:
+        models.append((engine.speculative.draft_path, "draft"))
     for path, role in models:
         if store.get_model(model_name(path)) is not None:
             continue

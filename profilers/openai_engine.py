@@ -14,6 +14,7 @@ The server's configuration is the server's: `speculative` states what it was sta
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import queue
@@ -34,7 +35,7 @@ from profilers.engine import (
     SpeculativeConfig,
     sampling_per_prompt,
 )
-from profilers.hardware import fingerprint_of
+from profilers.hardware import describe_local_hardware, fingerprint_of
 from profilers.vllm_engine import SPEC_COUNTER_FIELDS, SPEC_PER_POSITION_COUNTER
 from storage import HardwareRecord, UserInputError
 
@@ -66,6 +67,17 @@ def parse_spec_counters(metrics_text: str) -> SpecCounters:
                 per_position[position] = per_position.get(position, 0) + int(sample.value)
     positions = tuple(per_position.get(k, 0) for k in range(max(per_position, default=-1) + 1))
     return SpecCounters(accepted_per_position=positions, **totals)
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether `url` names this machine (localhost or a loopback address)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def hardware_from_server_info(info: dict | None, base_url: str) -> HardwareRecord:
@@ -229,9 +241,14 @@ class OpenAIServerEngine:
         return f"openai-server unknown ({self.base_url})"
 
     def hardware(self) -> HardwareRecord:
+        """The server's machine; a server on this machine (a loopback address) is described
+        as this machine, so one machine keeps one fingerprint whichever engine measured it."""
         if self._hardware is None:
-            info = self._json("/server_info?config_format=json")
-            self._hardware = hardware_from_server_info(info, self.base_url)
+            if is_loopback_url(self.base_url):
+                self._hardware = describe_local_hardware()
+            else:
+                info = self._json("/server_info?config_format=json")
+                self._hardware = hardware_from_server_info(info, self.base_url)
         return self._hardware
 
     # -- generation -----------------------------------------------------------------------

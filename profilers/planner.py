@@ -12,7 +12,7 @@ candidate whose predicted measuring time does not fit in the remaining budget is
 
 The step-cost model is passed in (`fit(X, y)` returning a prediction function that does not
 refuse rows outside the fitted range), so this module never imports the tuner: the CLI
-passes `tuner.cost_model.unbounded_step_cost`, the tuner's model without its range checks.
+passes `tuner.core.cost_model.unbounded_step_cost`, the tuner's model without its range checks.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from profilers.decode import DecodeGrid, profile_decode
-from profilers.engine import Engine, SpeculativeConfig
-from profilers.pool import EnginePool, model_name
+from profilers.engine import Engine, SpeculativeConfig, model_name
+from profilers.pool import EnginePool
 from profilers.progress import ProgressReporter, SilentProgress
 from storage import ProfileStore
 
@@ -185,16 +185,16 @@ def profile_decode_budgeted(engine: Engine, store: ProfileStore, grid: DecodeGri
     """
     progress = progress or SilentProgress()
     hardware, version = engine.hardware(), engine.engine_version()
-    slice_key = (model_name(engine.model),
-                 model_name(engine.speculative.draft_model) if engine.speculative else None,
-                 engine.speculative.num_speculative_tokens if engine.speculative else 0)
+    model = model_name(engine.model)
+    speculation = engine.speculative.speculation if engine.speculative else None
 
     def measure(batch: int, prompt: int) -> float | None:
         one_point = replace(grid, batch_sizes=(batch,), prompt_tokens=(prompt,))
         profile_decode(engine, store, one_point)
         profile = store.load_profile_set(hardware.fingerprint, version)
         for point in profile.cost_points:
-            if ((point.model, point.draft, point.gamma) == slice_key and point.phase == "decode"
+            if ((point.model, point.speculation) == (model, speculation)
+                    and point.phase == "decode"
                     and (point.batch_size, point.context_tokens) == (
                         batch, grid.context_tokens(prompt))):
                 return point.seconds_median if point.status == "ok" else None
@@ -202,8 +202,8 @@ def profile_decode_budgeted(engine: Engine, store: ProfileStore, grid: DecodeGri
 
     planner = BudgetPlanner(grid.batch_sizes, grid.prompt_tokens, fit,
                             lambda batch, prompt: (batch, grid.context_tokens(prompt)))
-    progress.start(f"budgeted decode cost {slice_key[0]}"
-                   + (f" + {slice_key[1]} gamma={slice_key[2]}" if slice_key[1] else ""),
+    progress.start(f"budgeted decode cost {model}"
+                   + (f" + {speculation.label()}" if speculation else ""),
                    len(planner.pending))
 
     def measured_and_reported(batch: int, prompt: int) -> float | None:

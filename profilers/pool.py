@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
-from profilers.engine import Engine, SpeculativeConfig
+from profilers.engine import Engine, SpeculativeConfig, model_name
 
 logger = logging.getLogger(__name__)
 
 EngineFactory = Callable[[str, SpeculativeConfig | None], Engine]
 
 
-def model_name(path: str) -> str:
-    """The name a model is stored under: a local directory's name, or the hub id as given."""
-    local = Path(path).expanduser()
-    return local.name if local.is_dir() else path
+__all__ = ["EngineFactory", "EnginePool", "model_name"]
 
 
 class EnginePool:

@@ -88,8 +88,8 @@ class VllmEngine:
         **engine_kwargs,
     ) -> None:
         check_model_path(model)
-        if speculative is not None:
-            check_model_path(speculative.draft_model)
+        if speculative is not None and speculative.draft_path is not None:
+            check_model_path(speculative.draft_path)
         _stop_engines_at_exit()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; tiny models need little
         # vLLM logs to stdout by default; stdout carries our results and --json.
@@ -98,13 +98,7 @@ class VllmEngine:
 
         self.model = model
         self.speculative = speculative
-        spec_config = None
-        if speculative is not None:
-            spec_config = {
-                "method": speculative.method,
-                "model": speculative.draft_model,
-                "num_speculative_tokens": speculative.num_speculative_tokens,
-            }
+        spec_config = speculative.vllm_config() if speculative is not None else None
         self._llm = LLM(
             model=model,
             speculative_config=spec_config,

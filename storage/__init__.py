@@ -3,6 +3,7 @@
 Callers get frozen records; ORM rows never leave this package. Imports nothing of ours.
 """
 
+from storage.checks import LatencyCheckStore
 from storage.claims import ClaimStore, worker_id
 from storage.database import Database, resolve_url
 from storage.details import AccuracyStats, CostGrid, ModelDetails, describe_model
@@ -14,12 +15,15 @@ from storage.records import (
     AccuracySample,
     CostPoint,
     HardwareRecord,
+    LatencyCheck,
     ModelRecord,
     PresetRecord,
     ProfileSet,
     ProfileSummary,
     ValidationRecord,
+    speculation_columns,
 )
+from storage.speculation import Speculation, speculation_of
 from storage.transfer import (
     FORMAT_VERSION,
     export_profiles,
@@ -40,6 +44,8 @@ __all__ = [
     "CostPoint",
     "Database",
     "HardwareRecord",
+    "LatencyCheck",
+    "LatencyCheckStore",
     "LattsError",
     "ModelDetails",
     "ModelRecord",
@@ -52,6 +58,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "UserInputError",
+    "Speculation",
     "ValidationRecord",
     "ValidationStore",
     "describe_model",
@@ -60,5 +67,7 @@ __all__ = [
     "read_profile_file",
     "resolve_url",
     "short_fingerprint",
+    "speculation_columns",
+    "speculation_of",
     "tool_version",
 ]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import URL, Engine, create_engine, event
+from alembic import command as alembic_command
+from sqlalchemy import URL, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -55,7 +57,7 @@ class Database:
         self._engine = _create_engine(self._parsed)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         try:
-            Base.metadata.create_all(self._engine)
+            migrate(self._engine)
         except SQLAlchemyError as error:
             self._engine.dispose()
             raise StorageUnavailable(f"cannot open database {self.display_url!r}: "
@@ -135,6 +137,57 @@ class Database:
         if "foreign key" in detail.lower():
             detail += " (store a measurement's hardware and models before it)"
         return StorageError(f"database operation failed on {self.display_url!r}: {detail}")
+
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "latts_alembic_version"
+BASELINE_REVISION = "0.1.0"  # databases written before migrations existed
+MIGRATION_LOCK = 7_417_760  # PostgreSQL advisory lock key: one migrating process at a time
+
+
+def migrate(engine: Engine) -> None:
+    """Create our tables in a new database, or upgrade those an older release wrote
+    (Alembic, version table `latts_alembic_version`); one transaction."""
+    with engine.begin() as connection:
+        if _schema_revision(connection) == head_revision():
+            return
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK})
+        tables = set(inspect(connection).get_table_names())
+        config = _alembic_config(connection)
+        if not {t for t in tables if t.startswith("latts_")} - {VERSION_TABLE}:
+            Base.metadata.create_all(connection)
+            alembic_command.stamp(config, "head")
+            return
+        if VERSION_TABLE not in tables:
+            alembic_command.stamp(config, BASELINE_REVISION)
+        alembic_command.upgrade(config, "head")
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest schema revision this release knows."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None  # the migrations folder ships with the package
+    return head
+
+
+def _schema_revision(connection) -> str | None:
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+
+
+def _alembic_config(connection):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
 
 
 def _create_engine(url: URL) -> Engine:

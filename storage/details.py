@@ -8,18 +8,18 @@ from statistics import fmean
 
 from storage.errors import UserInputError
 from storage.records import AcceptanceRecord, ModelRecord, ProfileSet
+from storage.speculation import Speculation
 
 
 @dataclass(frozen=True)
 class CostGrid:
-    """Median seconds per (batch_size, context_tokens) of one phase/draft/gamma.
+    """Median seconds per (batch_size, context_tokens) of one phase and speculation.
 
     A failed point maps to None.
     """
 
     phase: str
-    draft: str | None
-    gamma: int
+    speculation: Speculation | None
     batch_sizes: tuple[int, ...]
     context_tokens: tuple[int, ...]
     median_seconds: dict[tuple[int, int], float | None]
@@ -59,7 +59,7 @@ def describe_model(profile_set: ProfileSet, model_name: str) -> ModelDetails:
         hardware_fingerprint=profile_set.hardware.fingerprint,
         engine_version=profile_set.engine_version,
         cost_grids=_cost_grids(profile_set, model_name),
-        acceptance=tuple(sorted(acceptance, key=lambda a: (a.draft, a.gamma, a.task))),
+        acceptance=tuple(sorted(acceptance, key=lambda a: (a.speculation, a.task))),
         accuracy=_accuracy_stats(profile_set, model_name),
     )
 
@@ -68,22 +68,26 @@ def _cost_grids(profile_set: ProfileSet, model_name: str) -> tuple[CostGrid, ...
     groups = defaultdict(list)
     for point in profile_set.cost_points:
         if point.model == model_name:
-            groups[(point.phase, point.draft or "", point.gamma)].append(point)
+            groups[(point.phase, point.speculation)].append(point)
     grids = []
-    for (phase, draft, gamma), points in sorted(groups.items()):
+    for (phase, speculation), points in sorted(groups.items(), key=_grid_order):
         medians = {
             (p.batch_size, p.context_tokens): p.seconds_median if p.status == "ok" else None
             for p in points
         }
         grids.append(CostGrid(
             phase=phase,
-            draft=draft or None,
-            gamma=gamma,
+            speculation=speculation,
             batch_sizes=tuple(sorted({batch for batch, _ in medians})),
             context_tokens=tuple(sorted({context for _, context in medians})),
             median_seconds=medians,
         ))
     return tuple(grids)
+
+
+def _grid_order(item) -> tuple:
+    (phase, speculation), _ = item
+    return (phase, speculation is not None, speculation or ())
 
 
 def _accuracy_stats(profile_set: ProfileSet, model_name: str) -> tuple[AccuracyStats, ...]:

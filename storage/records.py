@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from storage.speculation import NO_METHOD, Speculation, options_text, speculation_of
+
 
 @dataclass(frozen=True)
 class HardwareRecord:
@@ -44,6 +46,8 @@ class CostPoint:
     phase "prefill": seconds from submission to the first token of `batch_size` branches
     sharing a prompt of `context_tokens` tokens.
     Failed points (e.g. out of memory) keep `status="failed"` and the reason.
+    `method` (and `spec_options`) with `draft` and `gamma` say which speculation ran
+    (`speculation`); an empty method with no draft means none.
     """
 
     hardware_fingerprint: str
@@ -58,6 +62,15 @@ class CostPoint:
     status: str = "ok"
     failure_reason: str | None = None
     measured_at: datetime | None = None
+    method: str = ""
+    spec_options: str = ""
+
+    def __post_init__(self) -> None:
+        _fill_method(self)
+
+    @property
+    def speculation(self) -> Speculation | None:
+        return speculation_of(self.method, self.draft, self.gamma, self.spec_options)
 
     @property
     def seconds_median(self) -> float:
@@ -70,15 +83,16 @@ class CostPoint:
 
 @dataclass(frozen=True)
 class AcceptanceRecord:
-    """Speculative-decoding counters for (target, draft, gamma) on a task's prompts.
+    """Speculative-decoding counters of one speculation of `target` on a task's prompts.
 
     `accepted_per_position[k] / num_drafts` = P(first k+1 drafted tokens accepted).
+    `draft` is None for draft-free methods (n-gram lookup).
     """
 
     hardware_fingerprint: str
     engine_version: str
     target: str
-    draft: str
+    draft: str | None
     gamma: int
     task: str
     temperature: float
@@ -87,12 +101,38 @@ class AcceptanceRecord:
     num_accepted_tokens: int
     accepted_per_position: tuple[int, ...]
     measured_at: datetime | None = None
+    method: str = ""
+    spec_options: str = ""
+
+    def __post_init__(self) -> None:
+        _fill_method(self)
+
+    @property
+    def speculation(self) -> Speculation:
+        speculation = speculation_of(self.method, self.draft, self.gamma, self.spec_options)
+        if speculation is None:
+            raise ValueError("an acceptance record without a speculation method")
+        return speculation
 
     def position_rates(self) -> tuple[float, ...]:
         """P(first k+1 drafts accepted) for k = 0..gamma-1."""
         if self.num_drafts == 0:
             return tuple(0.0 for _ in self.accepted_per_position)
         return tuple(count / self.num_drafts for count in self.accepted_per_position)
+
+
+def _fill_method(record: CostPoint | AcceptanceRecord | LatencyCheck) -> None:
+    # Records from before speculation methods existed name only a draft model.
+    if not record.method and record.draft:
+        object.__setattr__(record, "method", "draft_model")
+
+
+def speculation_columns(speculation: Speculation | None) -> dict:
+    """The record fields (method, draft, gamma, spec_options) of a speculation."""
+    if speculation is None:
+        return {"method": NO_METHOD, "draft": None, "gamma": 0, "spec_options": ""}
+    return {"method": speculation.method, "draft": speculation.draft,
+            "gamma": speculation.gamma, "spec_options": options_text(speculation.options)}
 
 
 @dataclass(frozen=True)
@@ -193,3 +233,36 @@ class ProfileSet:
     cost_points: tuple[CostPoint, ...]
     acceptance: tuple[AcceptanceRecord, ...]
     accuracy: tuple[AccuracySample, ...]
+
+
+@dataclass(frozen=True)
+class LatencyCheck:
+    """A configuration run on a machine (by `latts-tune calibrate` or `validate`): each
+    request's measured latency beside the latency the simulator replays, from the step
+    costs of machine `cost_fingerprint`, for the branch lengths that request produced.
+    Their ratio is how far that machine's costs are off here (seconds)."""
+
+    hardware_fingerprint: str
+    engine_version: str
+    cost_fingerprint: str
+    cost_engine_version: str
+    model: str
+    draft: str | None
+    gamma: int
+    branches: int
+    temperature: float
+    task: str
+    source: str  # "calibrate" or "validate:<preset>"
+    measured_latencies_s: tuple[float, ...]
+    replayed_latencies_s: tuple[float, ...]
+    method: str = ""
+    spec_options: str = ""
+    measured_at: datetime | None = None
+    id: int | None = None
+
+    def __post_init__(self) -> None:
+        _fill_method(self)
+
+    @property
+    def speculation(self) -> Speculation | None:
+        return speculation_of(self.method, self.draft, self.gamma, self.spec_options)

@@ -37,6 +37,7 @@ NAMING_CONVENTION = {
 NO_DRAFT = ""
 
 NAME = String(256)
+METHOD = String(32)
 HARDWARE_FK = "latts_hardware.fingerprint"
 MODEL_FK = "latts_models.name"
 
@@ -72,8 +73,8 @@ class CostPointRow(Base):
     __tablename__ = "latts_cost_points"
     __table_args__ = (
         UniqueConstraint(
-            "hardware_fingerprint", "engine_version", "model", "draft", "gamma", "phase",
-            "batch_size", "context_tokens",
+            "hardware_fingerprint", "engine_version", "model", "method", "draft", "gamma",
+            "spec_options", "phase", "batch_size", "context_tokens",
         ),
     )
 
@@ -90,14 +91,16 @@ class CostPointRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     measured_at: Mapped[datetime | None] = mapped_column(DateTime)
+    method: Mapped[str] = mapped_column(METHOD, default="", server_default="")
+    spec_options: Mapped[str] = mapped_column(NAME, default="", server_default="")
 
 
 class AcceptanceRow(Base):
     __tablename__ = "latts_acceptance"
     __table_args__ = (
         UniqueConstraint(
-            "hardware_fingerprint", "engine_version", "target", "draft", "gamma", "task",
-            "temperature",
+            "hardware_fingerprint", "engine_version", "target", "method", "draft", "gamma",
+            "spec_options", "task", "temperature",
         ),
     )
 
@@ -105,7 +108,8 @@ class AcceptanceRow(Base):
     hardware_fingerprint: Mapped[str] = mapped_column(ForeignKey(HARDWARE_FK))
     engine_version: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(ForeignKey(MODEL_FK))
-    draft: Mapped[str] = mapped_column(ForeignKey(MODEL_FK))
+    # not a foreign key: draft-free methods (n-gram) have none, heads need no model row
+    draft: Mapped[str] = mapped_column(NAME, default=NO_DRAFT)
     gamma: Mapped[int] = mapped_column(Integer)
     task: Mapped[str] = mapped_column(String(128))
     temperature: Mapped[float] = mapped_column(Float)
@@ -114,6 +118,8 @@ class AcceptanceRow(Base):
     num_accepted_tokens: Mapped[int] = mapped_column(BigInteger)
     accepted_per_position: Mapped[list] = mapped_column(JSON)
     measured_at: Mapped[datetime | None] = mapped_column(DateTime)
+    method: Mapped[str] = mapped_column(METHOD, default="", server_default="")
+    spec_options: Mapped[str] = mapped_column(NAME, default="", server_default="")
 
 
 class AccuracySampleRow(Base):
@@ -191,3 +197,28 @@ class ClaimRow(Base):
     key: Mapped[str] = mapped_column(String(512), primary_key=True)
     owner: Mapped[str] = mapped_column(String(256))
     claimed_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class LatencyCheckRow(Base):
+    """One run of a configuration on a machine: each request's measured latency beside the
+    latency the simulator replays for the branch lengths that run produced."""
+
+    __tablename__ = "latts_latency_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hardware_fingerprint: Mapped[str] = mapped_column(ForeignKey(HARDWARE_FK), index=True)
+    engine_version: Mapped[str] = mapped_column(String(64))
+    cost_fingerprint: Mapped[str] = mapped_column(String(128))
+    cost_engine_version: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(NAME)
+    method: Mapped[str] = mapped_column(METHOD, default="")
+    draft: Mapped[str] = mapped_column(NAME, default=NO_DRAFT)
+    gamma: Mapped[int] = mapped_column(Integer)
+    spec_options: Mapped[str] = mapped_column(NAME, default="")
+    branches: Mapped[int] = mapped_column(Integer)
+    temperature: Mapped[float] = mapped_column(Float)
+    task: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(NAME)
+    measured_latencies_s: Mapped[list] = mapped_column(JSON)
+    replayed_latencies_s: Mapped[list] = mapped_column(JSON)
+    measured_at: Mapped[datetime | None] = mapped_column(DateTime)

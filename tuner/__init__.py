@@ -1,29 +1,24 @@
-"""The tuner: simulator, search space, Optuna study, presets and the CLI.
+"""The tuner: simulator, search space, Optuna study, presets (the core wing), figures and
+reports (the review wing) and the command line (the CLI wing); see docs/design.md.
 
 Importing it never imports vLLM or torch (a test checks), so tuning stored profiles is fast.
 """
 
-from tuner.cost_model import OutOfProfiledRange, ProfileIncomplete, StepCostModel
-from tuner.durations import Duration, DurationRange, parse_duration, parse_duration_range
-from tuner.presets import Preset, build_preset, write_preset
-from tuner.simulator import Configuration, LatencyObjective, SimulationResult, Simulator
-from tuner.space import SearchSpace, build_space
-from tuner.spec import StudySpec, load_spec
-from tuner.study import (
-    FrontierPoint,
-    NoFeasibleConfiguration,
-    StudyOutcome,
-    StudySettings,
-    TrialSummary,
-    exhaustive_optimum,
-    frontier,
-    run_study,
-)
+from tuner.core.configuration import Configuration, Figures, LatencyObjective
+from tuner.core.cost_model import OutOfProfiledRange, ProfileIncomplete, StepCostModel
+from tuner.core.durations import parse_duration, parse_duration_range
+from tuner.core.frontier import FrontierPoint, exhaustive_optimum, frontier
+from tuner.core.presets import Preset, build_preset, write_preset
+from tuner.core.ranking import NoFeasibleConfiguration, rank
+from tuner.core.simulator import SimulationResult, Simulator
+from tuner.core.space import SearchSpace, build_space
+from tuner.core.spec import StudySpec, load_spec
+from tuner.core.study import StudyOutcome, StudySettings, run_study
+from tuner.core.trials import TrialSummary
 
 __all__ = [
     "Configuration",
-    "Duration",
-    "DurationRange",
+    "Figures",
     "FrontierPoint",
     "LatencyObjective",
     "NoFeasibleConfiguration",
@@ -45,6 +40,7 @@ __all__ = [
     "load_spec",
     "parse_duration",
     "parse_duration_range",
+    "rank",
     "run_study",
     "write_preset",
 ]

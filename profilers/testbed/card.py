@@ -22,7 +22,7 @@ from profilers.progress import ProgressReporter
 from profilers.tasks.arithmetic import ArithmeticTask
 from profilers.testbed.family import FAMILY, model_dir
 from profilers.voting import majority_vote
-from storage import ProfileSet, ProfileStore
+from storage import ProfileSet, ProfileStore, Speculation
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,12 @@ class EngineConfiguration:
     draft: str | None = None
     gamma: int = 0
 
+    @property
+    def speculation(self) -> Speculation | None:
+        return Speculation("draft_model", self.gamma, self.draft) if self.draft else None
+
     def start(self, pool: EnginePool):
-        speculative = (SpeculativeConfig(str(model_dir(self.draft)), self.gamma)
+        speculative = (SpeculativeConfig.draft_model(str(model_dir(self.draft)), self.gamma)
                        if self.draft else None)
         return pool.get(str(model_dir(self.model)), speculative)
 

@@ -30,7 +30,7 @@ MAX_MODEL_LEN = 160
 def _offline_engine():
     from profilers.vllm_engine import VllmEngine
 
-    speculative = SpeculativeConfig(str(model_dir("tb-draft")), GAMMA)
+    speculative = SpeculativeConfig.draft_model(str(model_dir("tb-draft")), GAMMA)
     engine = VllmEngine(str(model_dir("tb-small")), speculative, max_model_len=MAX_MODEL_LEN)
     return engine, engine.close
 
@@ -47,7 +47,7 @@ def _server_engine():
         speculative={"method": "draft_model", "model": draft, "num_speculative_tokens": GAMMA})
     print(f"\nvllm serve started in {server.start_s:.1f} s at {server.base_url}")
     engine = OpenAIServerEngine(server.base_url, model=str(model_dir("tb-small")),
-                                speculative=SpeculativeConfig(draft, GAMMA))
+                                speculative=SpeculativeConfig.draft_model(draft, GAMMA))
 
     def stop():
         engine.close()

@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from profilers import SamplingConfig, SpeculativeConfig
+from profilers import SamplingConfig, SpeculativeConfig, describe_local_hardware
 from profilers.openai_engine import (
     OpenAIServerEngine,
     hardware_from_server_info,
@@ -92,7 +92,7 @@ def test_generate_sends_one_streaming_request_and_splits_choices_per_prompt():
                  chunk(0, "+1", 2, "stop"), chunk(1, "", 0, "length"), chunk(2, "", 0, "stop"),
                  chunk(3, "c", 1, "length"), {"choices": [], "usage": {"prompt_tokens": 5}})
     server = FakeServer(completions=stream)
-    engine = engine_on(server, model="tb-small", speculative=SpeculativeConfig("d", 3))
+    engine = engine_on(server, model="tb-small", speculative=SpeculativeConfig.draft_model("d", 3))
     results = engine.generate(["p1", "p2"], SamplingConfig(n=2, max_tokens=8, seed=4))
     body = server.bodies[0]
     assert (body["model"], body["prompt"], body["n"], body["seed"], body["stream"]) == (
@@ -104,13 +104,14 @@ def test_generate_sends_one_streaming_request_and_splits_choices_per_prompt():
     assert (first.prompt_tokens, second.prompt_tokens) == (3, 2)
     assert first.generated_tokens_timed == 3 and first.decode_s >= 0 < first.first_token_s
     assert engine.model == "tb-small" and engine.engine_version() == "vllm-server 0.32.0"
-    assert engine.hardware().cpu_model == "remote, unknown (127.0.0.1:1)"  # no /server_info
+    # a server on a loopback address runs on this machine: one machine, one fingerprint
+    assert engine.hardware() == describe_local_hardware()
 
 
 def test_streaming_interface_yields_deltas_until_every_branch_finished():
     server = FakeServer(completions=sse(chunk(0, "4", 1), chunk(1, "4", 1, "stop"),
                                         chunk(0, "#4", 2, "stop")))
-    engine = engine_on(server, speculative=SpeculativeConfig("d", 3))
+    engine = engine_on(server, speculative=SpeculativeConfig.draft_model("d", 3))
     engine.submit("r1", [1, 2, 3], SamplingConfig(n=2, max_tokens=8))
     deltas = []
     deadline_s = time.perf_counter() + 10
@@ -126,7 +127,7 @@ def test_streaming_interface_yields_deltas_until_every_branch_finished():
 
 def test_aborted_requests_produce_no_further_deltas():
     engine = engine_on(FakeServer(completions=sse(chunk(0, "x", 1, "stop"))),
-                       speculative=SpeculativeConfig("d", 3))
+                       speculative=SpeculativeConfig.draft_model("d", 3))
     engine.submit("r1", "q", SamplingConfig())
     engine.abort(["r1"])
     assert not engine.has_unfinished() and engine.step() == []
@@ -135,12 +136,12 @@ def test_aborted_requests_produce_no_further_deltas():
 def test_a_gamma_that_disagrees_with_the_server_is_refused():
     with pytest.raises(UserInputError, match=r"drafts 3 token\(s\) per step but gamma=2 was "
                        r"given; pass --draft and --gamma 3 \(and --no-baseline"):
-        engine_on(FakeServer(), speculative=SpeculativeConfig("d", 2))
+        engine_on(FakeServer(), speculative=SpeculativeConfig.draft_model("d", 2))
     with pytest.raises(UserInputError, match="gamma=0 was given"):
         engine_on(FakeServer())
     plain = 'vllm:num_requests_running{engine="0"} 0.0\n'
     with pytest.raises(UserInputError, match="drafts 0 token.* start it with --speculative-con"):
-        engine_on(FakeServer(metrics=plain), speculative=SpeculativeConfig("d", 2))
+        engine_on(FakeServer(metrics=plain), speculative=SpeculativeConfig.draft_model("d", 2))
     assert engine_on(FakeServer(metrics=plain)).speculative_counters().num_drafts == 0
 
 

@@ -14,7 +14,7 @@ from profilers.planner import (
     run_budgeted,
 )
 from storage import Database, ModelRecord, ProfileStore
-from tuner.cost_model import unbounded_step_cost
+from tuner.core.cost_model import unbounded_step_cost
 
 BATCHES, PROMPTS = (1, 2, 4, 8, 16, 32), (8, 32, 64, 128)
 
@@ -124,7 +124,7 @@ def test_a_configuration_whose_share_is_below_an_engine_start_is_not_started(tmp
     store.upsert_model(ModelRecord("fake-model", "fake-model", "target", 1, 1, 64))
     grid = DecodeGrid(batch_sizes=(1, 2, 4), prompt_tokens=(8, 64), decode_tokens=8,
                       repeats=1, warmup=0)
-    configs = [None, *(SpeculativeConfig("fake-draft", gamma) for gamma in (1, 2))]
+    configs = [None, *(SpeculativeConfig.draft_model("fake-draft", gamma) for gamma in (1, 2))]
     clock = FakeClock()
     pool = SlowStartPool(clock, start_s=40.0)
     runs = profile_configurations_budgeted(pool, "fake-model", configs, store, grid, 100.0,

@@ -7,7 +7,9 @@ from storage import UserInputError, describe_model
 
 def test_cost_grids_hold_medians_and_failures(filled_store):
     details = describe_model(filled_store.load_profile_set(), "tb-small")
-    grids = {(grid.phase, grid.draft, grid.gamma): grid for grid in details.cost_grids}
+    grids = {(grid.phase, grid.speculation.draft if grid.speculation else None,
+              grid.speculation.gamma if grid.speculation else 0): grid
+             for grid in details.cost_grids}
     assert set(grids) == {("decode", None, 0), ("decode", "tb-draft", 2), ("prefill", None, 0)}
     plain = grids[("decode", None, 0)]
     assert plain.batch_sizes == (1, 4, 64) and plain.context_tokens == (64,)

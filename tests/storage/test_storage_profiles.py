@@ -10,6 +10,7 @@ from storage import (
     ModelRecord,
     ProfileRecords,
     ProfileSummary,
+    Speculation,
     StorageError,
     UserInputError,
 )
@@ -66,11 +67,11 @@ def test_cost_point_keys_for_resume(filled_store, records):
     fingerprint, engine = records.hardware[0].fingerprint, records.cost_points[0].engine_version
     keys = filled_store.cost_point_keys(fingerprint, engine, "tb-small")
     assert keys == {
-        (None, 0, "decode", 1, 64),
-        (None, 0, "decode", 4, 64),
-        ("tb-draft", 2, "decode", 1, 64),
-        (None, 0, "prefill", 4, 64),
-        (None, 0, "decode", 64, 64),
+        (None, "decode", 1, 64),
+        (None, "decode", 4, 64),
+        (Speculation("draft_model", 2, "tb-draft"), "decode", 1, 64),
+        (None, "prefill", 4, 64),
+        (None, "decode", 64, 64),
     }
     assert filled_store.cost_point_keys(fingerprint, "other engine", "tb-small") == set()
 

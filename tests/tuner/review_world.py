@@ -8,9 +8,10 @@ from pathlib import Path
 from tuner_synthetic import HARDWARE, family_profile
 
 from storage import Database, ProfileRecords, ProfileStore
-from tuner.service import tune
-from tuner.simulator import LatencyObjective
-from tuner.spec import StudySpec, load_spec
+from tuner.core.configuration import LatencyObjective
+from tuner.core.operations import tune
+from tuner.core.spec import StudySpec, load_spec
+from tuner.review.dashboard import save_study_figures
 
 SHIPPED_PROFILE: Path | None = load_spec(None).profiles
 SYNTHETIC_SPEC = StudySpec(name="fam", task="arithmetic")
@@ -25,7 +26,8 @@ def synthetic_study(url: str) -> str:
         ProfileStore(db).write(ProfileRecords(
             hardware=(HARDWARE,), models=profile.models, cost_points=profile.cost_points,
             acceptance=profile.acceptance, accuracy=profile.accuracy))
-        _, outcome = tune(db, SYNTHETIC_SPEC, SYNTHETIC_DEADLINE_S, LatencyObjective())
+        _, outcome = tune(db, SYNTHETIC_SPEC, SYNTHETIC_DEADLINE_S, LatencyObjective(),
+                          on_finish=save_study_figures)
     return outcome.study_name
 
 
@@ -34,7 +36,8 @@ def testbed_study(url: str) -> str:
     spec = load_spec(None)
     with Database(url) as db:
         _, outcome = tune(db, spec, TESTBED_DEADLINE_S, LatencyObjective(
-            spec.latency.statistic, spec.latency.quantile, spec.cutoff))
+            spec.latency.statistic, spec.latency.quantile, spec.cutoff),
+            on_finish=save_study_figures)
     return outcome.study_name
 
 

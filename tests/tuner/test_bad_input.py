@@ -104,7 +104,7 @@ CASES = {
                                      "--heartbeat-seconds (5), or live workers' trials count "
                                      "as dead"),
     "unknown-preset": ("presets show nosuch",
-                       "Error: no preset 'nosuch' in {url}; known presets: fam-6s-q0.9-t13"),
+                       "Error: no preset 'nosuch' in {url}; known presets: fam-6s-q0.9-t10"),
     "unknown-model": ("profiles show huge",
                       "Error: no model 'huge' in this profile; known models: big, draft, small"),
     "spec-unknown-field": ("run --deadline 6s --spec {root}/unknown-field.yaml",

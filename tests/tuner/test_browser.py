@@ -18,7 +18,7 @@ from review_world import preferred_study
 from unavailable import missing
 
 from storage import Database
-from tuner.review import write_study_report
+from tuner.review.html_report import write_study_report
 
 pytestmark = pytest.mark.browser
 

@@ -5,7 +5,7 @@ import json
 from click.testing import CliRunner
 from fake_cost_engine import FakeCostEngine
 
-import tuner.cli_profile
+import tuner.cli.profile
 from storage import Database, ProfileStore
 from tuner.cli import cli
 
@@ -31,7 +31,7 @@ def test_budget_measures_a_subset_and_says_how_many(tmp_path, monkeypatch):
     model = tmp_path / "tb-fake"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"vocab_size": 64}))
-    monkeypatch.setattr(tuner.cli_profile, "engine_pool", FakePool)
+    monkeypatch.setattr(tuner.cli.profile, "engine_pool", FakePool)
     url = f"sqlite:///{tmp_path / 'p.db'}"
     result = CliRunner().invoke(cli, [
         "--storage", url, "profile", "decode", "--model", str(model), "--batch-sizes",

@@ -13,7 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-import tuner.cli_profile
+import tuner.cli.profile
 from storage import Database, ProfileStore
 from tuner.cli import cli
 
@@ -38,7 +38,7 @@ class _NoEnginePool:
 
 @pytest.fixture(autouse=True)
 def no_engine(monkeypatch):
-    monkeypatch.setattr(tuner.cli_profile, "engine_pool", _NoEnginePool)
+    monkeypatch.setattr(tuner.cli.profile, "engine_pool", _NoEnginePool)
 
 
 @pytest.fixture

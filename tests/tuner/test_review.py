@@ -12,16 +12,9 @@ from review_world import SYNTHETIC_DEADLINE_S, synthetic_study
 
 from storage import Database
 from tuner.cli import cli
-from tuner.dashboard import (
-    PLOT_DATA_PREFIX,
-    DashboardStorage,
-    check_host,
-    save_figures,
-    study_figures,
-    winner_note,
-)
-from tuner.figures import latency_accuracy_figure, pareto_steps
-from tuner.review import load_study, review_of
+from tuner.review.dashboard import PLOT_DATA_PREFIX, DashboardStorage, check_host, save_figures
+from tuner.review.figures import latency_accuracy_figure, pareto_steps
+from tuner.review.study_review import load_study, review_of, study_figures, winner_note
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +46,8 @@ def test_trials_figure_marks_feasible_and_draws_the_deadline(world):
     assert len(infeasible.x) == len(review.summaries) - len(review.ranked) > 0
     assert max(feasible.x) <= SYNTHETIC_DEADLINE_S < min(infeasible.x)
     assert list(deadline.x) == [SYNTHETIC_DEADLINE_S] * 2
-    assert (best.x[0], best.y[0]) == (review.best.latency_s, review.best.accuracy)
+    assert (best.x[0], best.y[0]) == (review.best.latency_upper_s, review.best.accuracy)
+    assert best.error_x.arrayminus[0] == review.best.latency_upper_s - review.best.latency_s
 
 
 def test_frontier_rises_with_the_deadline(world):
@@ -125,7 +119,7 @@ def test_dashboard_host_rules():
 
 def test_dashboard_warns_on_an_explicit_public_host(monkeypatch):
     served = []
-    monkeypatch.setattr("tuner.dashboard.serve", lambda *args: served.append(args))
+    monkeypatch.setattr("tuner.review.dashboard.serve", lambda *args: served.append(args))
     result = invoke("--storage", "sqlite://", "dashboard", "--host", "0.0.0.0", "--port",
                     "9999", catch=False)
     assert result.exit_code == 0
@@ -205,3 +199,35 @@ def test_report_shows_stored_validations(world, tmp_path):
     text = output.read_text()
     assert "Validation (predicted vs measured)" in text
     assert f"<td>{preset}</td><td>5.700</td><td>6.100</td>" in text
+
+
+def test_dashboard_breaks_exact_ties_as_run_does(tmp_path):
+    # Two feasible trials with equal figures: `run` ranks N=2 before N=4 (the
+    # configuration's fixed order), whatever the trial numbers say.
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+    from optuna.trial import create_trial
+
+    from tuner.core.optuna_storage import open_rdb_storage
+    from tuner.core.ranking import rank
+    from tuner.core.trials import RESULT_ATTRS, summarize
+
+    url = f"sqlite:///{tmp_path / 'ties.db'}"
+    study = optuna.create_study(storage=open_rdb_storage(url), study_name="ties",
+                                direction="maximize")
+    distributions = {"model": CategoricalDistribution(["big"]),
+                     "temperature": CategoricalDistribution([1.0]),
+                     "branches": IntDistribution(1, 8),
+                     "speculation": CategoricalDistribution(["none"])}
+    for branches in (4, 2):
+        trial = create_trial(
+            params={"model": "big", "temperature": 1.0, "branches": branches,
+                    "speculation": "none"},
+            distributions=distributions, value=0.8,
+            user_attrs={name: 0.5 for name in RESULT_ATTRS} | {"accuracy": 0.8},
+            system_attrs={"constraints:latency": -0.1})
+        study.add_trial(trial)
+    trials = study.get_trials(deepcopy=False)
+    best = rank(summarize(t) for t in trials)[0]
+    assert best.configuration.branches == 2 and best.number == 1
+    storage = DashboardStorage(url)
+    assert storage.get_best_trial(storage.get_study_id_from_name("ties")).number == best.number

@@ -7,7 +7,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from tuner.cost_model import MIN_POINTS, OutOfProfiledRange, ProfileIncomplete, StepCostModel
+from tuner.core.cost_model import MIN_POINTS, OutOfProfiledRange, ProfileIncomplete, StepCostModel
 
 
 def grid(seconds, batches=(1, 2, 4, 8), contexts=(16, 128, 512)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from storage.errors import UserInputError
-from tuner.durations import format_duration, parse_duration, parse_duration_range
+from tuner.core.durations import format_duration, parse_duration, parse_duration_range
 
 
 @pytest.mark.parametrize(

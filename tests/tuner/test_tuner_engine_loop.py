@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from tuner.cli import cli
-from tuner.spec import DEFAULT_SPEC_PATH
+from tuner.core.spec import DEFAULT_SPEC_PATH
 
 PROFILE = DEFAULT_SPEC_PATH.parent / "testbed" / "profile.json.gz"
 

@@ -8,11 +8,11 @@ from tuner_synthetic import HARDWARE, family_profile
 from profilers import EnginePool
 from storage import Database, ProfileRecords, ProfileStore
 from tests.profilers.fake_streaming import ScriptedEngine
-from tuner.measure import MeasureSettings, measure_study, seed_configurations
-from tuner.service import open_workspace
-from tuner.simulator import LatencyObjective
-from tuner.spec import StudySpec
-from tuner.study import StudySettings
+from tuner.core.configuration import LatencyObjective
+from tuner.core.measure import MeasureSettings, measure_study, seed_configurations
+from tuner.core.operations import open_workspace
+from tuner.core.spec import StudySpec
+from tuner.core.study import StudySettings
 
 PROFILE = family_profile(questions=20, k=8)
 SPEC = StudySpec(name="fam", task="arithmetic")
@@ -42,7 +42,7 @@ def test_seeds_are_the_best_predicted_feasible_configurations(database):
     settings = StudySettings.create(SPEC, workspace.profile, 6.0, LATENCY)
     seeds = seed_configurations(workspace, settings, 4)
     assert len(seeds) == 4
-    keys = [(c.model, c.draft, c.gamma) for c in seeds]
+    keys = [c.engine_key() for c in seeds]
     # grouped by engine: an engine key never reappears after another one
     assert keys == sorted(keys, key=keys.index)
 
@@ -87,7 +87,7 @@ def test_a_rerun_with_other_measure_settings_is_refused(database):
 def test_a_trial_left_running_by_an_interrupt_is_failed_and_queued_again(database):
     import optuna
 
-    from tuner.study import open_rdb_storage
+    from tuner.core.study import open_rdb_storage
 
     with pool_of([]) as pool:
         measure_study(database, SPEC, 6.0, LATENCY, MeasureSettings(1, 2), pool)
@@ -104,8 +104,8 @@ def test_a_trial_left_running_by_an_interrupt_is_failed_and_queued_again(databas
 def test_run_in_measure_mode_prints_measured_trials(database, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from tuner import cli_common
     from tuner.cli import cli
+    from tuner.cli import common as cli_common
 
     monkeypatch.setattr(cli_common, "measure_engine_pool", lambda: pool_of([]))
     spec = tmp_path / "fam.yaml"

@@ -2,14 +2,15 @@
 
 import numpy as np
 import pytest
-from tuner_synthetic import constant_profile, family_profile
+from tuner_synthetic import constant_profile, drafted, family_profile
 
-from tuner.simulator import Configuration, LatencyObjective, Simulator, predictive_interval
+from tuner.core.configuration import Configuration, LatencyObjective
+from tuner.core.simulator import Simulator, predictive_interval
 
 
 def test_per_question_accuracy_averages_to_the_scored_accuracy():
     simulator = Simulator(family_profile(questions=20, k=8), "arithmetic")
-    config = Configuration("big", 3, None, 0, 1.0)
+    config = Configuration("big", 3, None, 1.0)
     per_question = simulator.per_question_accuracy(config)
     assert per_question.shape == (20,)
     assert per_question.mean() == pytest.approx(simulator.score(config).accuracy)
@@ -18,7 +19,7 @@ def test_per_question_accuracy_averages_to_the_scored_accuracy():
 def test_per_question_accuracy_with_a_cutoff_matches_the_cutoff_score():
     rows = [[("1", True, 10), ("2", False, 500)]] * 3
     simulator = Simulator(constant_profile(rows, step_s=0.01, prefill_s=0.1), "arithmetic")
-    config = Configuration("m", 2, None, 0, 1.0)
+    config = Configuration("m", 2, None, 1.0)
     deadline_s = 1.0  # the 10-token branch finishes (0.2 s), the 500-token one does not
     cut = simulator.score(config, LatencyObjective(cutoff=True), deadline_s)
     per_question = simulator.per_question_accuracy(config, deadline_s)
@@ -66,16 +67,16 @@ def _spec_profile(rates):
 
 def test_acceptance_variance_from_per_position_rates():
     simulator = Simulator(_spec_profile([0.5, 0.25]), "arithmetic")
-    config = Configuration("m", 1, "d", 2, 1.0)
+    config = Configuration("m", 1, drafted("d", 2), 1.0)
     # A in {0, 1, 2} with P = 0.5, 0.25, 0.25: E[A] = 0.75, E[A^2] = 1.25
     assert simulator.tokens_per_step_variance(config) == pytest.approx(1.25 - 0.75**2)
-    assert simulator.tokens_per_step_variance(Configuration("m", 1, None, 0, 1.0)) == 0.0
+    assert simulator.tokens_per_step_variance(Configuration("m", 1, None, 1.0)) == 0.0
     certain = Simulator(_spec_profile([1.0, 1.0]), "arithmetic")
     assert certain.tokens_per_step_variance(config) == pytest.approx(0.0)
 
 
 def test_slowest_of_many_branches_makes_speculation_slower_than_its_mean():
-    config = Configuration("m", 8, "d", 2, 1.0)
+    config = Configuration("m", 8, drafted("d", 2), 1.0)
     noisy = Simulator(_spec_profile([0.5, 0.25]), "arithmetic").score(config)
     mean_only = Simulator(_spec_profile([0.5, 0.25]), "arithmetic",
                           acceptance_noise=False).score(config)
@@ -83,5 +84,5 @@ def test_slowest_of_many_branches_makes_speculation_slower_than_its_mean():
     assert mean_only.mean_latency_s == pytest.approx(0.1 + 40 / 1.75 * 0.01)
     assert noisy.mean_latency_s > mean_only.mean_latency_s
     single = Simulator(_spec_profile([0.5, 0.25]), "arithmetic").score(
-        Configuration("m", 1, "d", 2, 1.0))
+        Configuration("m", 1, drafted("d", 2), 1.0))
     assert abs(single.mean_latency_s - mean_only.mean_latency_s) < 0.01

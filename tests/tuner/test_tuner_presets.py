@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tuner_synthetic import family_profile
+from tuner_synthetic import drafted, family_profile
 from unavailable import missing
 
-from tuner.presets import Preset, build_preset, write_preset
-from tuner.simulator import Configuration, LatencyObjective
-from tuner.study import TrialSummary
+from tuner.core.configuration import Configuration, LatencyObjective
+from tuner.core.presets import Preset, build_preset, write_preset
+from tuner.core.trials import TrialSummary
 
 PROFILE = family_profile(questions=3, k=4)
 # engine-notes.md, "SGLang server arguments": used only when sglang's source is absent.
@@ -27,7 +27,8 @@ SGLANG_NOTED_ARGUMENTS = {
 
 def summary(config: Configuration) -> TrialSummary:
     return TrialSummary(number=7, configuration=config, accuracy=0.8, accuracy_low=0.7,
-                        accuracy_high=0.9, latency_s=1.5, mean_latency_s=1.2,
+                        accuracy_high=0.9, latency_s=1.5, latency_upper_s=1.7,
+                        mean_latency_s=1.2,
                         mean_generated_tokens=300.0, prefill_s=0.1, decode_s=1.1,
                         tokens_per_step=2.0, feasible=True)
 
@@ -40,7 +41,7 @@ def preset(config: Configuration, latency=P90) -> Preset:
                         task="arithmetic", deadline_s=2.0, latency=latency)
 
 
-SPECULATIVE = Configuration("big", 4, "draft", 3, 1.0)
+SPECULATIVE = Configuration("big", 4, drafted("draft", 3), 1.0)
 
 
 def test_preset_sections_and_request():
@@ -93,7 +94,7 @@ def test_vllm_serve_accepts_the_preset(tmp_path):
     assert (engine_args.max_num_seqs, engine_args.seed) == (4, 0)
     assert engine_args.max_model_len == 16 + 512
 
-    plain = write_preset(preset(Configuration("small", 1, None, 0, 1.0)), "vllm",
+    plain = write_preset(preset(Configuration("small", 1, None, 1.0)), "vllm",
                          tmp_path / "plain")[0]
     plain_args = AsyncEngineArgs.from_cli_args(parser.parse_args(["serve", "--config",
                                                                   str(plain)]))

@@ -10,20 +10,22 @@ from tuner_synthetic import (
     acceptance,
     constant_profile,
     cost_grid,
+    drafted,
     family_profile,
     profile,
     samples,
 )
 
-from tuner.cost_model import OutOfProfiledRange, ProfileIncomplete
-from tuner.simulator import Configuration, LatencyObjective, Simulator
+from tuner.core.configuration import Configuration, LatencyObjective
+from tuner.core.cost_model import OutOfProfiledRange, ProfileIncomplete
+from tuner.core.simulator import Simulator
 
 TASK = "arithmetic"
 STEP_S, PREFILL_S = 0.01, 0.1
 
 
 def plain(n: int, model: str = "m") -> Configuration:
-    return Configuration(model, n, None, 0, 1.0)
+    return Configuration(model, n, None, 1.0)
 
 
 def test_one_branch_latency_is_prefill_plus_tokens_times_step():
@@ -94,7 +96,8 @@ def speculative_profile(rates, gamma: int):
 @pytest.mark.parametrize("gamma", [1, 2, 4])
 def test_acceptance_zero_gives_one_token_per_step(gamma):
     simulator = Simulator(speculative_profile([0.0] * gamma, gamma), TASK)
-    result = simulator.score(Configuration("m", 2, "d", gamma, 1.0), LatencyObjective("mean"))
+    result = simulator.score(Configuration("m", 2, drafted("d", gamma), 1.0),
+                             LatencyObjective("mean"))
     assert result.tokens_per_step == 1.0
     assert result.latency_s == pytest.approx(PREFILL_S + 90 * 2 * STEP_S)
 
@@ -102,20 +105,21 @@ def test_acceptance_zero_gives_one_token_per_step(gamma):
 @pytest.mark.parametrize("gamma", [1, 2, 4])
 def test_full_acceptance_gives_gamma_plus_one_tokens_per_step(gamma):
     simulator = Simulator(speculative_profile([1.0] * gamma, gamma), TASK)
-    result = simulator.score(Configuration("m", 2, "d", gamma, 1.0), LatencyObjective("mean"))
+    result = simulator.score(Configuration("m", 2, drafted("d", gamma), 1.0),
+                             LatencyObjective("mean"))
     assert result.tokens_per_step == gamma + 1
     assert result.latency_s == pytest.approx(PREFILL_S + 90 / (gamma + 1) * 2 * STEP_S)
 
 
 def test_shorter_gamma_uses_first_positions_of_a_longer_record():
     simulator = Simulator(speculative_profile([0.8, 0.5, 0.25, 0.1], 4), TASK)
-    config = Configuration("m", 1, "d", 2, 1.0)
+    config = Configuration("m", 1, drafted("d", 2), 1.0)
     assert simulator.tokens_per_step(config) == pytest.approx(1 + 0.8 + 0.5)
 
 
 def test_speculation_does_not_change_accuracy():
     simulator = Simulator(speculative_profile([0.5, 0.2], 2), TASK)
-    with_draft = simulator.score(Configuration("m", 3, "d", 2, 1.0))
+    with_draft = simulator.score(Configuration("m", 3, drafted("d", 2), 1.0))
     without = simulator.score(plain(3))
     assert with_draft.accuracy == without.accuracy
 
@@ -173,7 +177,7 @@ def test_cutoff_before_any_branch_finishes_is_wrong():
 
 
 def test_accuracy_interval_brackets_the_estimate():
-    result = Simulator(family_profile(), TASK).score(Configuration("big", 4, None, 0, 1.0))
+    result = Simulator(family_profile(), TASK).score(Configuration("big", 4, None, 1.0))
     assert result.accuracy_low <= result.accuracy <= result.accuracy_high
     assert result.accuracy_high - result.accuracy_low > 0
 
@@ -192,7 +196,7 @@ def test_more_branches_than_samples_is_refused():
 
 def test_scoring_one_configuration_takes_milliseconds():
     simulator = Simulator(family_profile(questions=100, k=16), TASK)
-    config = Configuration("big", 8, "draft", 2, 1.0)
+    config = Configuration("big", 8, drafted("draft", 2), 1.0)
     simulator.score(config)  # fits the cost models once
     start = time.perf_counter()
     for _ in range(10):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from tuner_synthetic import family_profile
 
+from storage import Speculation
 from storage.errors import UserInputError
-from tuner.space import build_space, configuration_from_params, configuration_params
-from tuner.spec import StudySpec
+from tuner.core.space import build_space, configuration_from_params
+from tuner.core.spec import StudySpec
 
 PROFILE = family_profile(questions=5, k=8)
 
@@ -23,19 +24,23 @@ def test_full_space_counts():
     assert len(set(space.configurations())) == len(space)
 
 
+def gamma_of(config) -> int:
+    return config.speculation.gamma if config.speculation else 0
+
+
 def test_spec_narrows_models_branches_and_gamma():
     space = build_space(PROFILE, spec(models=["big"], branches={"min": 2, "max": 4},
                                       gamma={"max": 2}))
     configs = space.configurations()
     assert {c.model for c in configs} == {"big"}
     assert {c.branches for c in configs} == {2, 3, 4}
-    assert {c.gamma for c in configs} == {0, 1, 2}
+    assert {gamma_of(c) for c in configs} == {0, 1, 2}
     assert len(configs) == 3 * 3
 
 
 def test_gamma_zero_turns_speculation_off():
     configs = build_space(PROFILE, spec(gamma={"max": 0})).configurations()
-    assert all(c.draft is None for c in configs)
+    assert all(c.speculation is None for c in configs)
 
 
 def test_unknown_model_names_the_profiled_ones():
@@ -50,8 +55,15 @@ def test_unprofiled_task_is_refused():
 
 
 def test_params_round_trip():
-    for config in build_space(PROFILE, spec()).configurations():
-        assert configuration_from_params(configuration_params(config)) == config
+    space = build_space(PROFILE, spec())
+    for config in space.configurations():
+        assert configuration_from_params(space.params(config)) == config
+
+
+def test_params_stored_by_release_0_1_name_a_draft_model():
+    config = configuration_from_params({"model": "big", "temperature": 1.0, "branches": 3,
+                                        "draft": "draft", "gamma": 2})
+    assert config.speculation == Speculation("draft_model", 2, "draft")
 
 
 def _with_failures(*failures: tuple[str, str | None, int, int]):
@@ -84,5 +96,5 @@ def test_failed_batches_are_excluded_at_every_context():
 def test_a_failed_draft_slice_limits_only_that_draft_and_gamma():
     space = build_space(_with_failures(("big", "draft", 2, 4)), spec(models=["big"]))
     configs = space.configurations()
-    assert max(c.branches for c in configs if c.gamma == 2) == 2
-    assert max(c.branches for c in configs if c.gamma in (0, 1, 3)) == 8
+    assert max(c.branches for c in configs if gamma_of(c) == 2) == 2
+    assert max(c.branches for c in configs if gamma_of(c) in (0, 1, 3)) == 8

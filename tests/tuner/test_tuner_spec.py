@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from storage.errors import UserInputError
-from tuner.spec import DEFAULT_SPEC_PATH, load_spec
+from tuner.core.spec import DEFAULT_SPEC_PATH, load_spec
 
 
 def test_embedded_testbed_spec_loads_with_profile_path_resolved():

@@ -8,18 +8,15 @@ import pytest
 from tuner_synthetic import family_profile
 
 from storage.errors import UserInputError
-from tuner import study as study_module
-from tuner.durations import format_duration
-from tuner.simulator import LatencyObjective, Simulator
-from tuner.space import build_space
-from tuner.spec import StudySpec
-from tuner.study import (
-    NoFeasibleConfiguration,
-    StudySettings,
-    exhaustive_optimum,
-    frontier,
-    run_study,
-)
+from tuner.core import study as study_module
+from tuner.core.configuration import LatencyObjective
+from tuner.core.durations import format_duration
+from tuner.core.frontier import exhaustive_optimum, frontier
+from tuner.core.ranking import NoFeasibleConfiguration
+from tuner.core.simulator import Simulator
+from tuner.core.space import build_space
+from tuner.core.spec import StudySpec
+from tuner.core.study import StudySettings, run_study
 
 SPEC = StudySpec(name="fam", task="arithmetic")
 LATENCY = LatencyObjective()
@@ -38,7 +35,8 @@ def url(tmp_path):
 
 def latencies(world):
     _, space, simulator = world
-    return np.array([simulator.score(c, LATENCY).latency_s for c in space.configurations()])
+    return np.array([simulator.score(c, LATENCY).latency_upper_s
+                     for c in space.configurations()])
 
 
 def deadlines(world, count: int) -> list[float]:
@@ -57,7 +55,8 @@ def test_best_trial_is_the_exhaustive_optimum(world, url):
         optimum = exhaustive_optimum(space, simulator, deadline_s, LATENCY)
         assert outcome.best.configuration == optimum.configuration
         assert outcome.best.accuracy == optimum.accuracy
-        assert outcome.best.latency_s <= deadline_s
+        assert outcome.best.latency_upper_s <= deadline_s
+        assert outcome.best.latency_s < outcome.best.latency_upper_s  # the margin
         assert outcome.exhaustive and outcome.trials == len(space)
 
 
@@ -66,10 +65,12 @@ def test_runner_ups_are_best_of_their_kind(world, url):
     deadline_s = deadlines(world, 3)[1]
     outcome = run_study(url, space, simulator, settings_for(world, deadline_s))
     results = [simulator.score(c, LATENCY) for c in space.configurations()]
-    plain = [r for r in results if r.configuration.draft is None and r.latency_s <= deadline_s]
-    single = [r for r in results if r.configuration.branches == 1 and r.latency_s <= deadline_s]
+    plain = [r for r in results
+             if r.configuration.speculation is None and r.latency_upper_s <= deadline_s]
+    single = [r for r in results
+              if r.configuration.branches == 1 and r.latency_upper_s <= deadline_s]
     assert outcome.no_speculation.accuracy == max(r.accuracy for r in plain)
-    assert outcome.no_speculation.configuration.draft is None
+    assert outcome.no_speculation.configuration.speculation is None
     assert outcome.single_branch.accuracy == max(r.accuracy for r in single)
     assert outcome.single_branch.configuration.branches == 1
 
@@ -92,7 +93,7 @@ def test_trials_hold_predictions_and_latency_constraint(world, url):
     for trial in stored.trials:
         assert trial.value == trial.user_attrs["accuracy"]
         assert trial.constraints["latency"] == pytest.approx(
-            trial.user_attrs["latency_s"] - deadline_s)
+            trial.user_attrs["latency_upper_s"] - deadline_s)
     assert stored.best_trial.user_attrs["accuracy"] == outcome.best.accuracy
 
 
@@ -106,14 +107,16 @@ def test_same_name_with_other_settings_is_refused(world, url):
 def test_no_feasible_configuration_names_the_fastest(world, url):
     _, space, simulator = world
     results = [simulator.score(c, LATENCY) for c in space.configurations()]
-    fastest = min(results, key=lambda r: r.latency_s)
+    fastest = min(results, key=lambda r: r.latency_upper_s)
     deadline_s = fastest.latency_s / 2
     with pytest.raises(NoFeasibleConfiguration) as caught:
         run_study(url, space, simulator, settings_for(world, deadline_s))
     assert str(caught.value) == (
         f"no configuration meets the {format_duration(deadline_s)} deadline; the fastest is "
         f"{fastest.configuration.label()} with p90 latency "
-        f"{format_duration(fastest.latency_s)}; allow at least that much"
+        f"{format_duration(fastest.latency_s)} (at most "
+        f"{format_duration(fastest.latency_upper_s)} with 90% confidence); allow at least "
+        f"{format_duration(fastest.latency_upper_s)}"
     )
 
 
@@ -133,7 +136,7 @@ def test_tpe_search_for_large_spaces_returns_a_feasible_best(world, url, monkeyp
     deadline_s = deadlines(world, 3)[1]
     outcome = run_study(url, space, simulator, settings_for(world, deadline_s), max_trials=30)
     assert not outcome.exhaustive
-    assert outcome.best.latency_s <= deadline_s
+    assert outcome.best.latency_upper_s <= deadline_s
     assert outcome.trials <= 30
 
 

@@ -7,8 +7,8 @@ import math
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
-from tuner.study import open_rdb_storage
-from tuner.trial_writer import add_finished_trials
+from tuner.core.optuna_storage import open_rdb_storage
+from tuner.core.trial_writer import add_finished_trials
 
 
 def trials(count: int) -> list[optuna.trial.FrozenTrial]:

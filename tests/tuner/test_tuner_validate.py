@@ -10,9 +10,9 @@ from tuner_synthetic import HARDWARE, family_profile
 
 from storage import Database, ProfileRecords, ProfileStore, ValidationStore
 from tests.profilers.fake_streaming import ScriptedEngine
-from tuner import cli_validate
 from tuner.cli import cli
-from tuner.validate import configuration_of, select_questions, validate_preset
+from tuner.cli import validate as cli_validate
+from tuner.core.validate import configuration_of, select_questions, validate_preset
 
 PROFILE = family_profile(questions=20, k=8)
 
@@ -96,7 +96,7 @@ def test_seeds_select_disjoint_slices():
 def test_configuration_of_a_preset_names_models_as_the_profile_does(preset):
     url, name = preset
     from storage import PresetStore
-    from tuner.presets import Preset
+    from tuner.core.presets import Preset
 
     with Database(url) as db:
         config = configuration_of(Preset.model_validate(PresetStore(db).get(name).body),

@@ -17,8 +17,8 @@ from tuner_synthetic import HARDWARE, family_profile
 
 from storage import Database, ProfileRecords, ProfileStore
 from tuner.cli import cli
-from tuner.study import RESULT_ATTRS
-from tuner.workers import WORKER_ATTR
+from tuner.core.trials import RESULT_ATTRS
+from tuner.core.workers import WORKER_ATTR
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = family_profile(questions=20, k=8)

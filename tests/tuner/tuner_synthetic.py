@@ -12,6 +12,7 @@ from storage import (
     HardwareRecord,
     ModelRecord,
     ProfileSet,
+    Speculation,
 )
 
 FINGERPRINT = "feedc0ffee123456"
@@ -24,6 +25,11 @@ CONTEXTS = (1, 64, 256, 1024)
 PROMPTS = (1, 16, 64, 256)
 
 
+def drafted(draft: str, gamma: int) -> Speculation:
+    """A draft model's speculation at draft length `gamma`."""
+    return Speculation("draft_model", gamma, draft)
+
+
 def model_record(name: str, role: str = "target") -> ModelRecord:
     return ModelRecord(name=name, path=f"/models/{name}", role=role, parameter_count=1000,
                        size_bytes=4000, vocab_size=64)
@@ -32,27 +38,29 @@ def model_record(name: str, role: str = "target") -> ModelRecord:
 def cost_grid(model: str, seconds: Callable[[int, int], float], *, phase: str = "decode",
               draft: str | None = None, gamma: int = 0,
               batches: Sequence[int] = BATCHES,
-              tokens: Sequence[int] | None = None) -> list[CostPoint]:
+              tokens: Sequence[int] | None = None, method: str = "") -> list[CostPoint]:
     """One CostPoint per (batch, tokens) with `seconds(batch, tokens)` as its only sample."""
     tokens = tokens or (CONTEXTS if phase == "decode" else PROMPTS)
     return [
         CostPoint(hardware_fingerprint=FINGERPRINT, engine_version=ENGINE, model=model,
                   draft=draft, gamma=gamma, phase=phase, batch_size=batch,
-                  context_tokens=count, seconds_samples=(seconds(batch, count),))
+                  context_tokens=count, seconds_samples=(seconds(batch, count),),
+                  method=method)
         for batch in batches
         for count in tokens
     ]
 
 
-def acceptance(target: str, draft: str, gamma: int, rates: Sequence[float],
-               num_drafts: int = 1000, temperature: float = 1.0) -> AcceptanceRecord:
+def acceptance(target: str, draft: str | None, gamma: int, rates: Sequence[float],
+               num_drafts: int = 1000, temperature: float = 1.0,
+               method: str = "") -> AcceptanceRecord:
     """A record whose per-position rates are `rates` (P(first k+1 drafts accepted))."""
     per_position = tuple(round(rate * num_drafts) for rate in rates)
     return AcceptanceRecord(
         hardware_fingerprint=FINGERPRINT, engine_version=ENGINE, target=target, draft=draft,
         gamma=gamma, task=TASK, temperature=temperature, num_drafts=num_drafts,
         num_draft_tokens=num_drafts * gamma, num_accepted_tokens=sum(per_position),
-        accepted_per_position=per_position,
+        accepted_per_position=per_position, method=method,
     )
 
 

@@ -1,0 +1,83 @@
+"""The `latts-tune` command line: wires storage, profilers and tuner; holds no logic.
+
+User mistakes (our `UserInputError`s) become one ``Error: ...`` line and exit code 2;
+anything else is a bug and keeps its traceback. SIGTERM is handled like Ctrl-C, so a
+terminated run closes its engines and stores what it finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import click
+
+from storage.errors import UserInputError
+from tuner.cli.calibrate import calibrate
+from tuner.cli.profile import profile
+from tuner.cli.profiles import profiles
+from tuner.cli.review import dashboard, report
+from tuner.cli.study import export, frontier, presets, run, worker
+from tuner.cli.testbed import testbed
+from tuner.cli.validate import validate
+
+DEFAULT_STORAGE = "sqlite:///latts-tune.db"
+
+
+class LattsGroup(click.Group):
+    """A click group that turns our user errors into a one-line message, exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserInputError as error:
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=LattsGroup)
+@click.option(
+    "--storage",
+    envvar="LATTS_TUNE_STORAGE",
+    default=DEFAULT_STORAGE,
+    show_default=True,
+    help="Database URL (SQLite file or PostgreSQL); a plain path means a SQLite file.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors in the log.")
+@click.pass_context
+def cli(ctx: click.Context, storage: str, verbose: int, quiet: bool) -> None:
+    """Tune test-time scaling (model, branches, speculative decoding) under a deadline.
+
+    Example: latts-tune run --deadline 60s
+    """
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[
+        min(verbose, 2)
+    ]
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"storage": storage}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    cli(prog_name="latts-tune")
+
+
+cli.add_command(profile)
+cli.add_command(profiles)
+cli.add_command(testbed)
+cli.add_command(run)
+cli.add_command(frontier)
+cli.add_command(export)
+cli.add_command(presets)
+cli.add_command(worker)
+cli.add_command(dashboard)
+cli.add_command(report)
+cli.add_command(validate)
+cli.add_command(calibrate)

@@ -1,0 +1,102 @@
+"""Option types and decorators the commands share (click only; no logic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from storage.errors import UserInputError
+from tuner.core.durations import parse_duration, parse_duration_range
+
+
+class Duration(click.ParamType):
+    """A click parameter holding a positive duration in seconds."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(value)
+        except UserInputError as error:
+            self.fail(str(error), param, ctx)
+
+
+class DurationRange(click.ParamType):
+    """A click parameter holding START:STOP:COUNT deadlines, as a tuple of seconds."""
+
+    name = "start:stop:count"
+
+    def convert(self, value, param, ctx) -> tuple[float, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_duration_range(value)
+        except UserInputError as error:
+            self.fail(str(error), param, ctx)
+
+
+spec_option = click.option(
+    "--spec", "spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None, help="Study spec YAML [default: the embedded studies/testbed.yaml].",
+)
+quantile_option = click.option(
+    "--quantile", type=click.FloatRange(0, 1, min_open=True), default=None,
+    help="Deadline applies to this latency quantile [default: the spec's, 0.9].",
+)
+mean_option = click.option("--mean", is_flag=True, help="Deadline applies to mean latency.")
+cutoff_option = click.option(
+    "--cutoff/--no-cutoff", default=None,
+    help="Model a hard cutoff: branches still running at the deadline are dropped.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+
+
+confidence_option = click.option(
+    "--confidence", type=click.FloatRange(0.5, 0.999), default=None,
+    help="Feasible only if the latency statistic meets the deadline with this probability "
+         "(its bound from the prediction's uncertainty; 0.5 = no margin) [default: 0.9].",
+)
+
+
+def latency_objective(spec, quantile: float | None, mean: bool, cutoff: bool | None,
+                      confidence: float | None = None):
+    """The latency objective of --quantile/--mean/--cutoff/--confidence, defaults from the
+    spec."""
+    from tuner.core.configuration import LatencyObjective
+    from tuner.core.margin import DEFAULT_CONFIDENCE
+
+    if mean and quantile is not None:
+        raise click.UsageError("give --quantile or --mean, not both")
+    statistic = "mean" if mean else ("quantile" if quantile else spec.latency.statistic)
+    return LatencyObjective(statistic, quantile or spec.latency.quantile,
+                            spec.cutoff if cutoff is None else cutoff,
+                            DEFAULT_CONFIDENCE if confidence is None else confidence)
+
+
+def quiet_optuna() -> None:
+    """Optuna logs every trial at INFO on its own handler; our -v controls logging."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def machine_options(function):
+    """--hardware and --feedback/--no-feedback: which machine to tune for, and whether its
+    validations correct the predictions (the command gets `hardware` and `feedback`)."""
+    function = click.option(
+        "--feedback/--no-feedback", default=True, show_default=True,
+        help="Let validations stored on the machine correct its step costs.")(function)
+    return click.option(
+        "--hardware", default="current", show_default=True, metavar="current|any|ID",
+        help="Tune for this machine (current), the profiled one (any) or a stored machine "
+             "(fingerprint prefix, see `latts-tune profiles list`).")(function)
+
+
+def machine_choice(hardware: str, feedback: bool):
+    """The MachineChoice of --hardware and --feedback."""
+    from tuner.core.machine import MachineChoice
+
+    return MachineChoice(hardware, feedback)

@@ -1,0 +1,200 @@
+"""`latts-tune profile decode|acceptance|accuracy`: measure on the real engine (wiring only)."""
+
+from __future__ import annotations
+
+import click
+
+from tuner.cli.common import (
+    IntList,
+    engine_pool,
+    interrupt_message,
+    open_claims,
+    open_profile_store,
+    speculative_config,
+)
+from tuner.cli.progress import RichProgress
+
+_model_option = click.option(
+    "--model", "model_path", required=True, help="Model directory (written by save_pretrained)."
+)
+_engine_options = [
+    click.option("--max-model-len", type=click.IntRange(min=16), default=None,
+                 help="Engine context limit (tokens); default: the model's."),
+    click.option("--dtype", default="auto", show_default=True, help="Engine dtype."),
+    click.option("--server-url", default=None, metavar="URL",
+                 help="Measure through a running OpenAI-compatible server (vllm serve) at URL "
+                      "instead of starting vLLM here; --draft/--gamma must say what the "
+                      "server runs (one gamma per server); its API key, if any, from "
+                      "LATTS_TUNE_API_KEY."),
+]
+
+
+def _with_engine_options(command):
+    for option in reversed(_engine_options):
+        command = option(command)
+    return command
+
+
+@click.group()
+def profile() -> None:
+    """Measure decode cost, draft acceptance and accuracy on the real engine.
+
+    Example: latts-tune profile decode --model studies/testbed/models/tb-large
+    """
+
+
+@profile.command()
+@_model_option
+@click.option("--role", type=click.Choice(["target", "draft"]), default="target",
+              show_default=True)
+@click.option("--draft", "draft_path", default=None,
+              help="Draft model directory, for speculative decoding.")
+@click.option("--gamma", "gammas", type=IntList(min_value=1), default="1,2,3,4",
+              show_default=True, help="Draft lengths to measure (with --draft).")
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="Also measure without speculative decoding.")
+@click.option("--batch-sizes", type=IntList(min_value=1), default="1,2,4,8,16",
+              show_default=True, help="Live branches per step.")
+@click.option("--prompt-tokens", type=IntList(min_value=1), default="8,32,64",
+              show_default=True, help="Prompt lengths (context = prompt + decode/2).")
+@click.option("--decode-tokens", type=click.IntRange(min=2), default=32, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--budget", "budget_minutes", type=click.FloatRange(min=0, min_open=True),
+              default=None, metavar="MINUTES",
+              help="Time budget for the whole command (engine starts included), shared "
+                   "equally by the configurations: coarse grid first, then the points where "
+                   "the cost model is least certain. Default: measure every point.")
+@_with_engine_options
+@click.pass_context
+def decode(ctx, model_path, role, draft_path, gammas, baseline, batch_sizes, prompt_tokens,
+           decode_tokens, repeats, budget_minutes, max_model_len, dtype, server_url) -> None:
+    """Measure seconds per decode step vs batch size and context length.
+
+    Example: latts-tune profile decode --model M --draft D --budget 30
+    """
+    from profilers import DecodeGrid, read_model_record
+
+    grid = DecodeGrid(tuple(batch_sizes), tuple(prompt_tokens), decode_tokens, repeats)
+    configs = ([None] if baseline or not draft_path else []) + (
+        [speculative_config(draft_path, gamma) for gamma in gammas] if draft_path else []
+    )
+    models = [read_model_record(model_path, role)]
+    if draft_path:
+        models.append(read_model_record(draft_path, "draft"))
+    store = open_profile_store(ctx)
+    for record in models:
+        store.upsert_model(record)
+    with engine_pool(max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
+            interrupt_message(store):
+        if budget_minutes is None:
+            _decode_full_grid(pool, model_path, configs, store, grid, progress,
+                              open_claims(ctx))
+        else:
+            _decode_budgeted(pool, model_path, configs, store, grid, progress,
+                             60.0 * budget_minutes)
+
+
+def _decode_full_grid(pool, model_path, configs, store, grid, progress, claims) -> None:
+    from profilers import profile_decode
+
+    for speculative in configs:
+        profile_decode(pool.get(model_path, speculative), store, grid, progress, claims)
+
+
+def _decode_budgeted(pool, model_path, configs, store, grid, progress, budget_s: float) -> None:
+    from profilers.planner import profile_configurations_budgeted
+    from tuner.core.cost_model import unbounded_step_cost
+
+    runs = profile_configurations_budgeted(pool, model_path, configs, store, grid, budget_s,
+                                           unbounded_step_cost, progress)
+    total = len(grid.batch_sizes) * len(grid.prompt_tokens)
+    for run in runs:
+        label = (f"gamma={run.speculative.num_speculative_tokens}" if run.speculative
+                 else "no draft")
+        if run.report is None:
+            click.echo(f"{label}: not started (its share of the budget was below an engine "
+                       f"start, {run.engine_start_s:.0f} s)")
+        else:
+            click.echo(f"{label}: {len(run.report.points)} of {total} points in "
+                       f"{run.report.elapsed_s:.0f} s ({run.report.stop_reason})")
+    skipped = sum(run.report is None for run in runs)
+    if skipped:
+        click.echo(f"The budget covered {len(runs) - skipped} of {len(runs)} configurations; "
+                   "rerun with a larger --budget to measure the rest (stored points are kept).")
+
+
+@profile.command()
+@_model_option
+@click.option("--draft", "draft_path", required=True, help="Draft model directory.")
+@click.option("--gamma", "gammas", type=IntList(min_value=1), default="1,2,3,4",
+              show_default=True)
+@click.option("--task", "task_name", default="arithmetic", show_default=True,
+              help="arithmetic | math500[:FILE.jsonl] | jsonl:FILE.jsonl[?grader=numeric], "
+                   "options after ?: chat_template=MODEL, instruction=TEXT (docs/gpu.md).")
+@click.option("--questions", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--branches", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
+              show_default=True)
+@click.option("--max-tokens", type=click.IntRange(min=1), default=96, show_default=True)
+@_with_engine_options
+@click.pass_context
+def acceptance(ctx, model_path, draft_path, gammas, task_name, questions, branches,
+               temperature, max_tokens, max_model_len, dtype, server_url) -> None:
+    """Measure per-position draft acceptance on the task's prompts.
+
+    Example: latts-tune profile acceptance --model M --draft D --gamma 1,2,3,4
+    """
+    from profilers import get_task, profile_acceptance, read_model_record
+
+    task = get_task(task_name)
+    models = [read_model_record(model_path, "target"), read_model_record(draft_path, "draft")]
+    store = open_profile_store(ctx)
+    for record in models:
+        store.upsert_model(record)
+    with engine_pool(max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
+            interrupt_message(store):
+        for gamma in gammas:
+            engine = pool.get(model_path, speculative_config(draft_path, gamma))
+            measured = profile_acceptance(engine, store, task, questions=questions,
+                                          branches=branches, temperature=temperature,
+                                          max_tokens=max_tokens, progress=progress)
+            rates = ", ".join(f"{rate:.3f}" for rate in measured.position_rates())
+            click.echo(f"gamma={gamma}: per-position acceptance {rates}")
+
+
+@profile.command()
+@click.option("--model", "model_paths", required=True, multiple=True,
+              help="Model directory (repeat for several).")
+@click.option("--role", type=click.Choice(["target", "draft"]), default="target",
+              show_default=True)
+@click.option("--task", "task_name", default="arithmetic", show_default=True,
+              help="arithmetic | math500[:FILE.jsonl] | jsonl:FILE.jsonl[?grader=numeric], "
+                   "options after ?: chat_template=MODEL, instruction=TEXT (docs/gpu.md).")
+@click.option("--questions", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--samples", "samples", type=int, default=16, show_default=True,
+              help="K samples per question (>= the largest branch count to search).")
+@click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
+              show_default=True)
+@click.option("--max-tokens", type=click.IntRange(min=1), default=96, show_default=True)
+@_with_engine_options
+@click.pass_context
+def accuracy(ctx, model_paths, role, task_name, questions, samples, temperature, max_tokens,
+             max_model_len, dtype, server_url) -> None:
+    """Sample K graded answers per question for each model.
+
+    Example: latts-tune profile accuracy --model M --questions 200 --samples 16
+    """
+    from profilers import check_accuracy_settings, get_task, profile_accuracy, read_model_record
+
+    check_accuracy_settings(questions, samples)
+    task = get_task(task_name)
+    records = [read_model_record(path, role) for path in model_paths]
+    store = open_profile_store(ctx)
+    with engine_pool(max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
+            interrupt_message(store):
+        for path, record in zip(model_paths, records, strict=True):
+            store.upsert_model(record)
+            profile_accuracy(pool.get(path), store, task, questions=questions,
+                             samples_per_question=samples, temperature=temperature,
+                             max_tokens=max_tokens, progress=progress,
+                             claims=open_claims(ctx))

@@ -1,0 +1,266 @@
+"""`latts-tune run|frontier|export|presets`: tune under a deadline and ship presets (wiring)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from tuner.cli.common import open_database, print_note, stdout_console
+from tuner.cli.options import (
+    Duration,
+    DurationRange,
+    confidence_option,
+    cutoff_option,
+    json_option,
+    latency_objective,
+    machine_choice,
+    machine_options,
+    mean_option,
+    quantile_option,
+    quiet_optuna,
+    spec_option,
+)
+
+
+@click.command()
+@click.option("--deadline", type=Duration(), required=True,
+              help="Per-question latency deadline, e.g. 60s, 1.5s, 500ms, 2m.")
+@spec_option
+@quantile_option
+@mean_option
+@cutoff_option
+@confidence_option
+@machine_options
+@click.option("--study-name", default=None,
+              help="Study name [default: SPEC-DEADLINE-STATISTIC]; the same name resumes.")
+@json_option
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many of the best configurations to show.")
+@click.option("--mode", type=click.Choice(["predict", "measure"]), default="predict",
+              show_default=True,
+              help="predict: score with the simulator; measure: run trials on the engine.")
+@click.option("--budget-trials", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Measure mode: trials to complete (a rerun continues the study).")
+@click.option("--questions", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Measure mode: held-out questions per trial.")
+@click.pass_context
+def run(ctx, deadline, spec_path, quantile, mean, cutoff, confidence, hardware, feedback,
+        study_name, as_json, top, mode, budget_trials, questions):
+    """Find the most accurate configuration whose latency meets the deadline.
+
+    Example: latts-tune run --deadline 2s
+
+    On the engine: latts-tune run --deadline 2s --mode measure --budget-trials 8
+    """
+    from tuner.cli.tables import outcome_footer, outcome_json, outcome_table
+    from tuner.core.operations import tune
+    from tuner.core.spec import load_spec
+    from tuner.review.dashboard import save_study_figures
+
+    quiet_optuna()
+    spec = load_spec(spec_path)
+    latency = latency_objective(spec, quantile, mean, cutoff, confidence)
+    machine = machine_choice(hardware, feedback)
+    if mode == "measure":
+        _run_measured(ctx, spec, deadline, latency, study_name, as_json, budget_trials,
+                      questions, machine)
+        return
+    # The figures are saved into the study for `latts-tune dashboard`.
+    workspace, outcome = tune(open_database(ctx), spec, deadline, latency, study_name,
+                              on_finish=save_study_figures, machine=machine)
+    if as_json:
+        click.echo(json.dumps(outcome_json(outcome, top, workspace.source), indent=2))
+        return
+    console = stdout_console()
+    print_note(console, workspace.source)
+    console.print(outcome_table(outcome, top, workspace.source))
+    console.print(outcome_footer(outcome))
+
+
+def _run_measured(ctx, spec, deadline, latency, study_name, as_json, budget_trials,
+                  questions, machine):
+    from tuner.cli.common import interrupt_message_for_study, measure_engine_pool
+    from tuner.cli.progress import RichProgress
+    from tuner.cli.validation_tables import measured_footer, measured_json, measured_table
+    from tuner.core.measure import MeasureSettings, measure_study
+
+    measuring = MeasureSettings(budget_trials=budget_trials, questions=questions)
+    database = open_database(ctx)
+    with measure_engine_pool() as pool, RichProgress() as progress, \
+            interrupt_message_for_study():
+        outcome = measure_study(database, spec, deadline, latency, measuring, pool,
+                                study_name=study_name, progress=progress, machine=machine)
+    if as_json:
+        click.echo(json.dumps(measured_json(outcome), indent=2))
+        return
+    console = stdout_console()
+    console.print(measured_table(outcome))
+    console.print(measured_footer(outcome))
+
+
+@click.command()
+@click.option("--deadlines", type=DurationRange(), required=True,
+              help="START:STOP:COUNT evenly spaced deadlines, e.g. 0.5s:5s:10.")
+@spec_option
+@quantile_option
+@mean_option
+@cutoff_option
+@confidence_option
+@machine_options
+@json_option
+@click.pass_context
+def frontier(ctx, deadlines, spec_path, quantile, mean, cutoff, confidence, hardware, feedback,
+             as_json):
+    """Show the best predicted accuracy for each deadline and where the optimum changes.
+
+    Example: latts-tune frontier --deadlines 0.5s:5s:10
+    """
+    from tuner.cli.tables import frontier_json, frontier_table
+    from tuner.core.operations import deadline_frontier
+    from tuner.core.spec import load_spec
+
+    spec = load_spec(spec_path)
+    latency = latency_objective(spec, quantile, mean, cutoff, confidence)
+    workspace, points = deadline_frontier(open_database(ctx), spec, deadlines, latency,
+                                          machine_choice(hardware, feedback))
+    if as_json:
+        click.echo(json.dumps(frontier_json(points, workspace.source), indent=2))
+        return
+    console = stdout_console()
+    print_note(console, workspace.source)
+    console.print(frontier_table(points, latency, workspace.source))
+
+
+@click.command()
+@click.option("--study", "study_name", required=True, help="Study name (see `latts-tune run`).")
+@click.option("--trial", "trial_number", type=click.IntRange(min=0), default=None,
+              help="Trial number [default: the best feasible trial].")
+@click.option("--format", "output_format", type=click.Choice(["vllm", "sglang", "json"]),
+              default="vllm", show_default=True, help="Which files to write.")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="Directory for the preset files.")
+@click.pass_context
+def export(ctx, study_name, trial_number, output_format, output_dir):
+    """Write a study's best (or a chosen) trial as a preset and store it in the database.
+
+    Example: latts-tune export --study testbed-2s-q0.9 --format vllm -o presets/
+    """
+    from tuner.core.operations import export_preset
+
+    quiet_optuna()
+    preset, paths = export_preset(open_database(ctx), study_name, trial_number,
+                                  output_format, output_dir)
+    click.echo(f"Preset {preset.name} (stored in the database):")
+    for path in paths:
+        click.echo(f"  {path}")
+
+
+@click.group()
+def presets():
+    """List and show stored presets.
+
+    Example: latts-tune presets list
+    """
+
+
+@presets.command("list")
+@click.pass_context
+def presets_list(ctx):
+    """List stored presets: name, study, trial, predicted accuracy and latency.
+
+    Example: latts-tune presets list
+    """
+    from storage import PresetStore
+
+    for record in PresetStore(open_database(ctx)).list():
+        predicted = record.body.get("predicted", {})
+        click.echo(f"{record.name}\tstudy={record.study_name}\ttrial={record.trial_number}\t"
+                   f"accuracy={predicted.get('accuracy', float('nan')):.3f}\t"
+                   f"latency_s={predicted.get('latency_s', float('nan')):.3f}")
+
+
+@presets.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def presets_import(ctx, path):
+    """Check a preset file (e.g. edited by hand) and store it, replacing one of its name.
+
+    Example: latts-tune presets import presets/testbed-150ms-q0.9-t203.preset.json
+    """
+    from tuner.core.operations import import_preset
+
+    preset = import_preset(open_database(ctx), path)
+    click.echo(f"stored preset {preset.name}")
+
+
+@presets.command("show")
+@click.argument("name")
+@click.pass_context
+def presets_show(ctx, name):
+    """Print a stored preset as JSON.
+
+    Example: latts-tune presets show testbed-2s-q0.9-t12
+    """
+    from storage import PresetStore
+
+    record = PresetStore(open_database(ctx)).get(name)
+    click.echo(json.dumps(record.body, indent=2))
+
+
+@click.command()
+@click.option("--study", "study_name", required=True,
+              help="Study to join; created when missing (needs --deadline).")
+@spec_option
+@click.option("--deadline", type=Duration(), default=None,
+              help="Deadline of a new study [default: the stored study's].")
+@quantile_option
+@mean_option
+@cutoff_option
+@confidence_option
+@machine_options
+@click.option("--n-trials", type=click.IntRange(min=1), default=None,
+              help="Budget of complete trials for a new study [default: the space's size, "
+                   "at most the spec's max_trials].")
+@click.option("--heartbeat-seconds", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How often a running trial records that its worker is alive.")
+@click.option("--grace-seconds", type=click.IntRange(min=2), default=30, show_default=True,
+              help="A running trial silent this long is failed and retried by another worker.")
+@click.option("--min-trial-seconds", type=click.FloatRange(min=0), default=0.0,
+              help="Pace trials: each holds its slot at least this long (spreads the load "
+                   "on a shared database; the fault tests use it to catch a trial running).")
+@click.option("--storage", "storage_url", default=None,
+              help="Database URL (same as the global --storage), e.g. postgresql://host/db.")
+@click.pass_context
+def worker(ctx, study_name, spec_path, deadline, quantile, mean, cutoff, confidence, hardware,
+           feedback, n_trials, heartbeat_seconds, grace_seconds, min_trial_seconds,
+           storage_url):
+    """Join a study on a shared database and run trials until its budget is complete.
+
+    Example: latts-tune worker --study tb-2s --deadline 2s
+    """
+    from tuner.core.operations import work_on_study
+    from tuner.core.spec import load_spec
+    from tuner.core.workers import WorkerOptions, quiet_worker_warnings
+
+    quiet_optuna()
+    quiet_worker_warnings()
+    if storage_url:
+        ctx.obj["storage"] = storage_url
+    spec = load_spec(spec_path)
+    options = WorkerOptions(heartbeat_seconds, grace_seconds, min_trial_s=min_trial_seconds)
+    try:
+        latency = latency_objective(spec, quantile, mean, cutoff, confidence)
+        report = work_on_study(open_database(ctx), spec, study_name, deadline, latency,
+                               n_trials, options, machine_choice(hardware, feedback))
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted: the running trial is marked failed; completed trials are "
+                   "stored and other workers go on.", err=True)
+        raise SystemExit(130) from None
+    click.echo(f"worker {report.worker}: {report.completed} trials completed "
+               f"({report.pruned} pruned); study {report.study_name} has "
+               f"{report.study_complete}/{report.budget} complete trials")
+
+
+COMMANDS = (run, frontier, export, presets, worker)

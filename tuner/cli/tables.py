@@ -1,0 +1,213 @@
+"""Turn study outcomes, frontiers and presets into rich tables and JSON-ready dicts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from rich.table import Table
+
+from tuner.core.calibrate import CalibrationReport
+from tuner.core.configuration import Figures, LatencyObjective
+from tuner.core.durations import format_duration
+from tuner.core.frontier import FrontierPoint
+from tuner.core.machine import CostSource, describe
+from tuner.core.study import StudyOutcome
+from tuner.core.trials import TrialSummary
+
+
+def outcome_table(outcome: StudyOutcome, top: int, source: CostSource | None = None
+                  ) -> Table:
+    """The best `top` feasible trials, then the best without speculation and with N=1;
+    with a margin, the latency bound at the study's confidence and the margin too."""
+    objective = outcome.objective
+    latency_header = objective.describe()
+    machine = f" on {source.title()}" if source is not None else ""
+    table = Table(title=f"Best configurations for a {format_duration(outcome.deadline_s)} "
+                        f"deadline ({latency_header}){machine}")
+    for header in ("", "model", "N", "draft", "T", "accuracy (95% CI)", latency_header,
+                   *_bound_headers(objective), "mean latency", "trial"):
+        table.add_column(header, justify="left" if header in ("", "model", "draft")
+                         else "right", no_wrap=True)
+    for index, summary in enumerate(outcome.ranked[:top], start=1):
+        table.add_row(f"#{index}", *_cells(summary, objective))
+    for title, runner_up in (("no speculation", outcome.no_speculation),
+                             ("one branch", outcome.single_branch)):
+        if runner_up is not None:
+            table.add_row(title, *_cells(runner_up, objective), style="dim")
+    return table
+
+
+def _bound_headers(objective: LatencyObjective) -> tuple[str, ...]:
+    if not has_margin(objective):
+        return ()
+    return (f"bound ({objective.confidence:.0%})", "margin")
+
+
+def has_margin(objective: LatencyObjective) -> bool:
+    """Whether feasibility uses a bound above the statistic (confidence above 0.5)."""
+    return objective.confidence > 0.5 and not objective.cutoff
+
+
+def _bound_cells(figures, objective: LatencyObjective) -> list[str]:
+    if not has_margin(objective):
+        return []
+    margin = figures.latency_upper_s / figures.latency_s - 1 if figures.latency_s else 0.0
+    return [format_duration(figures.latency_upper_s), f"+{margin:.0%}"]
+
+
+def _cells(summary: TrialSummary, objective: LatencyObjective) -> list[str]:
+    config = summary.configuration
+    return [
+        config.model, str(config.branches),
+        speculation_cell(config),
+        f"{config.temperature:g}", _accuracy(summary.accuracy, summary.accuracy_low,
+                                             summary.accuracy_high),
+        format_duration(summary.latency_s), *_bound_cells(summary, objective),
+        format_duration(summary.mean_latency_s), str(summary.number),
+    ]
+
+
+def speculation_cell(config) -> str:
+    """The draft column: "tb-draft g=2", "ngram g=3" or "-"."""
+    speculation = config.speculation
+    return f"{speculation.source} g={speculation.gamma}" if speculation else "-"
+
+
+def _accuracy(accuracy: float, low: float, high: float) -> str:
+    return f"{accuracy:.1%} ({low * 100:.1f}-{high:.1%})"
+
+
+def outcome_footer(outcome: StudyOutcome) -> str:
+    """Where the study is stored and how it searched."""
+    search = ("every configuration scored (exhaustive)" if outcome.exhaustive
+              else "constrained TPE search")
+    return (f"Study {outcome.study_name!r} in {outcome.storage_url}: {outcome.trials} trials "
+            f"({outcome.new_trials} new; {search}). Export: latts-tune export --study "
+            f"{outcome.study_name} --format vllm -o presets/")
+
+
+def outcome_json(outcome: StudyOutcome, top: int, source: CostSource | None = None) -> dict:
+    """The outcome for machines (seconds, fractions)."""
+    return {
+        "study": outcome.study_name,
+        "storage": outcome.storage_url,
+        **machine_json(source),
+        "deadline_s": outcome.deadline_s,
+        "latency": asdict(outcome.objective),
+        "trials": outcome.trials,
+        "new_trials": outcome.new_trials,
+        "exhaustive": outcome.exhaustive,
+        "best": [summary_json(s) for s in outcome.ranked[:top]],
+        "no_speculation": summary_json(outcome.no_speculation),
+        "single_branch": summary_json(outcome.single_branch),
+    }
+
+
+def machine_json(source: CostSource | None) -> dict:
+    """Which machine the predictions are for, and the note about its step costs."""
+    if source is None:
+        return {}
+    return {"hardware": source.title(), "costs_measured_on": source.costs.fingerprint,
+            "note": source.note()}
+
+
+def configuration_json(config) -> dict:
+    speculation = config.speculation
+    return {
+        "model": config.model,
+        "branches": config.branches,
+        "speculation": None if speculation is None else {
+            "method": speculation.method, "draft": speculation.draft,
+            "gamma": speculation.gamma, "options": dict(speculation.options)},
+        "temperature": config.temperature,
+        "vote": config.vote.key(),
+    }
+
+
+def summary_json(summary: TrialSummary | None) -> dict | None:
+    if summary is None:
+        return None
+    data = {name: getattr(summary, name) for name in Figures.names()}
+    return {"number": summary.number, "configuration": configuration_json(summary.configuration),
+            **data, "feasible": summary.feasible}
+
+
+def frontier_table(points: list[FrontierPoint], latency: LatencyObjective,
+                   source: CostSource | None = None) -> Table:
+    """Best accuracy per deadline; "changed" marks where the optimal configuration
+    differs from the previous deadline's."""
+    machine = f" on {source.title()}" if source is not None else ""
+    table = Table(title=f"Best predicted accuracy vs deadline ({latency.describe()}){machine}")
+    for header in ("deadline", "accuracy (95% CI)", latency.describe(),
+                   *_bound_headers(latency), "configuration", "optimum"):
+        table.add_column(header, justify="left" if header == "configuration" else "right",
+                         no_wrap=True)
+    for index, point in enumerate(points):
+        if point.best is None:
+            blanks = ["-"] * (1 + len(_bound_headers(latency)))
+            table.add_row(format_duration(point.deadline_s), "-", *blanks,
+                          "nothing meets it", "")
+            continue
+        best = point.best
+        table.add_row(
+            format_duration(point.deadline_s),
+            _accuracy(best.accuracy, best.accuracy_low, best.accuracy_high),
+            format_duration(best.latency_s), *_bound_cells(best, latency),
+            best.configuration.label(),
+            "changed" if point.changed else ("first" if index == 0 else "same"),
+        )
+    return table
+
+
+def frontier_json(points: list[FrontierPoint], source: CostSource | None = None) -> dict:
+    return {
+        **machine_json(source),
+        "points": [
+            {
+                "deadline_s": point.deadline_s,
+                "changed": point.changed,
+                "best": None if point.best is None else {
+                    "configuration": configuration_json(point.best.configuration),
+                    "accuracy": point.best.accuracy,
+                    "accuracy_low": point.best.accuracy_low,
+                    "accuracy_high": point.best.accuracy_high,
+                    "latency_s": point.best.latency_s,
+                    "latency_upper_s": point.best.latency_upper_s,
+                    "mean_latency_s": point.best.mean_latency_s,
+                },
+            }
+            for point in points
+        ],
+    }
+
+
+def calibration_table(report: CalibrationReport, source: CostSource) -> Table:
+    """Per checked engine configuration: measured / predicted latency on this machine."""
+    table = Table(title=f"Calibration of {source.title()} against the step costs of "
+                        f"{describe(source.costs)} ({report.elapsed_s:.0f} s)")
+    for header in ("engine configuration", "branches", "requests", "measured / predicted",
+                   "engine start"):
+        table.add_column(header, justify="left" if header == "engine configuration"
+                         else "right", no_wrap=True)
+    for result in report.results:
+        requests = sum(len(c.measured_latencies_s) for c in result.checks)
+        table.add_row(result.slice.label(), ",".join(map(str, result.slice.branches)),
+                      str(requests), f"{result.scale:.3f}", f"{result.engine_start_s:.0f} s")
+    for skipped in report.skipped:
+        table.add_row(skipped.label(), "-", "-", "(borrowed)", "not started", style="dim")
+    table.caption = ("Unchecked configurations borrow the correction of the same model and "
+                     "speculation, else of the model, else of the machine. `latts-tune run` "
+                     "now uses these corrections on this machine.")
+    return table
+
+
+def calibration_json(report: CalibrationReport, source: CostSource) -> dict:
+    return {
+        **machine_json(source),
+        "elapsed_s": report.elapsed_s,
+        "checked": [{"configuration": r.slice.label(), "branches": list(r.slice.branches),
+                     "scale": r.scale, "engine_start_s": r.engine_start_s,
+                     "requests": sum(len(c.measured_latencies_s) for c in r.checks)}
+                    for r in report.results],
+        "not_checked": [s.label() for s in report.skipped],
+    }

@@ -1,0 +1,59 @@
+"""`latts-tune validate`: run a stored preset on the real engine (wiring only)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from tuner.cli.common import API_KEY_VARIABLE, open_database, server_engine, stdout_console
+
+
+def _start_vllm_engine(model: str, speculative, max_model_len: int | None):
+    from profilers.vllm_engine import VllmEngine
+
+    return VllmEngine(model, speculative, max_model_len=max_model_len)
+
+
+def _server_starter(server_url: str):
+    def start(model: str, speculative, max_model_len: int | None):
+        return server_engine(server_url, model, speculative, model_must_be_served=True)
+
+    return start
+
+
+@click.command()
+@click.option("--preset", "preset_name", required=True,
+              help="Stored preset name (see `latts-tune presets list`).")
+@click.option("--questions", type=click.IntRange(min=1), default=100, show_default=True,
+              help="How many held-out questions to run.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Which disjoint slice of the split to run (0: the first questions).")
+@click.option("--split", default="validation", show_default=True,
+              help="Question split; 'heldout' is the accuracy profile's own.")
+@click.option("--server-url", default=None, metavar="URL",
+              help="Run through a server already started with the preset's command "
+                   "(vllm serve ...) at URL instead of starting vLLM here; its API key, if "
+                   f"any, from {API_KEY_VARIABLE}.")
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+@click.pass_context
+def validate(ctx, preset_name, questions, seed, split, server_url, as_json):
+    """Run a preset on the real engine and compare measured with predicted figures.
+
+    Example: latts-tune validate --preset testbed-2s-q0.9-t57 --questions 100
+    """
+    from tuner.cli.progress import RichProgress
+    from tuner.cli.validation_tables import validation_footer, validation_json, validation_table
+    from tuner.core.validate import validate_preset
+
+    with RichProgress() as progress:
+        starter = _server_starter(server_url) if server_url else _start_vllm_engine
+        record = validate_preset(open_database(ctx), preset_name, starter,
+                                 questions=questions, seed=seed, split=split,
+                                 progress=progress)
+    if as_json:
+        click.echo(json.dumps(validation_json(record), indent=2))
+        return
+    console = stdout_console()
+    console.print(validation_table(record))
+    console.print(validation_footer(record))

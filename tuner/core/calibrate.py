@@ -1,0 +1,158 @@
+"""`latts-tune calibrate`: latency checks on this machine, slice by slice, within a budget.
+
+Each checked slice (model, speculation) gets one engine and a few requests per branch
+count, served as the executor serves them (sampled branches, the profile's temperature);
+each request's measured latency is stored beside the latency the simulator replays for
+its branch lengths (`storage.LatencyCheck`), so `tuner.core.calibration` can correct the
+profiled machine's step costs for this machine. Engine starts dominate the cost (20-30 s
+each for the testbed), so slices are checked in order of how much they inform (every
+target alone, largest first, then each target with its speculation at a middle draft
+length) and unchecked slices borrow from checked ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from profilers import ExecutionPlan, ProgressReporter, SilentProgress, get_task
+from profilers.engine import SpeculativeConfig, StreamingEngine
+from storage import Database, LatencyCheck, Speculation
+from tuner.core.calibration import store_check
+from tuner.core.configuration import Configuration
+from tuner.core.operations import Workspace
+from tuner.core.validate import engine_arguments, measure, select_questions
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION_SPLIT = "train"  # neither the profile's questions nor validation's
+SAMPLING_SEED = 0
+DEFAULT_ENGINE_START_S = 30.0  # until one is measured (benchmarks/results/engine_start.md)
+# model path, speculative config -> a running engine
+EngineStarter = Callable[[str, SpeculativeConfig | None], StreamingEngine]
+
+
+@dataclass(frozen=True)
+class CalibrationSlice:
+    """One engine's worth of checks: a model, a speculation and the branch counts run."""
+
+    model: str
+    speculation: Speculation | None
+    branches: tuple[int, ...]
+
+    def label(self) -> str:
+        return self.model + (f" + {self.speculation.label()}" if self.speculation else "")
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """What one slice's checks measured."""
+
+    slice: CalibrationSlice
+    checks: tuple[LatencyCheck, ...]
+    engine_start_s: float
+    scale: float  # measured / replayed, geometric mean over the slice's requests
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    results: tuple[SliceResult, ...]
+    skipped: tuple[CalibrationSlice, ...]  # not checked within the budget
+    elapsed_s: float
+
+
+def plan_slices(workspace: Workspace) -> list[CalibrationSlice]:
+    """Every target alone, largest first, then each with each speculation source at its
+    middle profiled draft length; branch counts 1, the middle and the largest searched."""
+    entries = sorted(workspace.space.models, key=lambda e: _size(workspace, e.model),
+                     reverse=True)
+    plain, speculative = [], []
+    for entry in entries:
+        counts = tuple(sorted({1, (entry.min_branches + entry.max_branches) // 2,
+                               entry.max_branches}))
+        plain.append(CalibrationSlice(entry.model, None, counts))
+        for choice in entry.speculations:
+            gamma = choice.gammas[len(choice.gammas) // 2]
+            most = choice.max_branches[choice.gammas.index(gamma)]
+            spec_counts = tuple(n for n in counts if n <= most) or (1,)
+            speculative.append(CalibrationSlice(entry.model, choice.speculation(gamma),
+                                                spec_counts))
+    return plain + speculative
+
+
+def _size(workspace: Workspace, model: str) -> int:
+    record = next((m for m in workspace.profile.models if m.name == model), None)
+    return record.parameter_count if record else 0
+
+
+def calibrate(workspace: Workspace, db: Database, start_engine: EngineStarter,
+              *, budget_s: float, questions: int = 8,
+              progress: ProgressReporter | None = None,
+              clock: Callable[[], float] = time.perf_counter) -> CalibrationReport:
+    """Check slices of `plan_slices` until the next one would not fit in `budget_s`."""
+    progress = progress or SilentProgress()
+    started_s = clock()
+    plan = plan_slices(workspace)
+    progress.start(f"calibrating {len(plan)} engine configurations", len(plan))
+    results: list[SliceResult] = []
+    engine_start_s = DEFAULT_ENGINE_START_S
+    for index, planned in enumerate(plan):
+        estimate_s = engine_start_s + _measure_estimate_s(results, planned)
+        if clock() - started_s + estimate_s > budget_s:
+            return CalibrationReport(tuple(results), tuple(plan[index:]),
+                                     clock() - started_s)
+        result = _check_slice(workspace, db, start_engine, planned, questions, clock)
+        engine_start_s = result.engine_start_s
+        results.append(result)
+        progress.advance()
+    return CalibrationReport(tuple(results), (), clock() - started_s)
+
+
+def _measure_estimate_s(results: list[SliceResult], planned: CalibrationSlice) -> float:
+    """Seconds the checks themselves took on the last slice (a guess before any)."""
+    if not results:
+        return 10.0
+    last = results[-1]
+    return sum(sum(c.measured_latencies_s) for c in last.checks) * 2  # warm-up included
+
+
+def _check_slice(workspace: Workspace, db: Database, start_engine: EngineStarter,
+                 planned: CalibrationSlice, questions: int, clock) -> SliceResult:
+    table_temperature = workspace.space.models[0].temperatures[0]
+    config = Configuration(planned.model, planned.branches[0], planned.speculation,
+                           table_temperature)
+    model_path, speculative = engine_arguments(workspace.profile, config)
+    begin_s = clock()
+    engine = start_engine(model_path, speculative)
+    engine_start_s = clock() - begin_s
+    try:
+        stored = [_check(workspace, db, engine, Configuration(
+            planned.model, n, planned.speculation, table_temperature), questions, offset)
+            for offset, n in enumerate(planned.branches)]
+    finally:
+        engine.close()
+    ratios = np.concatenate([np.log(np.array(c.measured_latencies_s)
+                                    / np.array(c.replayed_latencies_s)) for c in stored])
+    logger.info("calibrated %s: measured/replayed %.3f over %d requests", planned.label(),
+                float(np.exp(ratios.mean())), ratios.size)
+    return SliceResult(planned, tuple(stored), engine_start_s, float(np.exp(ratios.mean())))
+
+
+def _check(workspace: Workspace, db: Database, engine: StreamingEngine,
+           config: Configuration, questions: int, offset: int) -> LatencyCheck:
+    """Run `questions` requests of `config` and store them as a latency check."""
+    task = get_task(workspace.spec.task)
+    table = workspace.simulator.table(config.model, config.temperature)
+    plan = ExecutionPlan(n=config.branches, temperature=config.temperature,
+                         max_tokens=table.max_tokens, sampling_seed=SAMPLING_SEED)
+    chosen = select_questions(task, CALIBRATION_SPLIT, questions, offset)
+    report = measure(engine, task, chosen, plan)
+    replayed = workspace.simulator.replay_latency(
+        config, [o.prompt_tokens for o in report.outcomes],
+        [list(o.branch_tokens) for o in report.outcomes])
+    return store_check(db, engine, workspace.profile, config, workspace.spec.task,
+                       "calibrate", report, replayed)

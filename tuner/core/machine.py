@@ -1,0 +1,114 @@
+"""Which machine a study tunes for, and where its step costs come from.
+
+Step costs belong to a machine; accuracy samples and draft acceptance belong to (model,
+task, sampling, engine release) and are valid anywhere (`storage.ProfileStore`). The target
+machine is this one by default (`--hardware current`), another known machine (`--hardware
+ID`) or whichever machine the profile was taken on (`--hardware any`). Its step costs are
+its own when it has a cost profile; otherwise the profiled machine's, corrected by the
+target's latency checks (`tuner.core.calibration`) when it has some. `CostSource.note`
+says which, for the first line of a command's output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from storage import HardwareRecord, LatencyCheckStore, ProfileSet, ProfileStore, short_fingerprint
+from storage.profiles import portable_release
+from tuner.core.calibration import Corrections
+
+CURRENT = "current"
+ANY = "any"
+CALIBRATE_COMMAND = "latts-tune calibrate"
+
+
+@dataclass(frozen=True)
+class MachineChoice:
+    """`--hardware` (current, any or a fingerprint prefix) and `--feedback/--no-feedback`:
+    whether this machine's validations correct later predictions."""
+
+    hardware: str = CURRENT
+    feedback: bool = True
+
+
+THIS_MACHINE = MachineChoice()
+
+
+@dataclass(frozen=True)
+class CostSource:
+    """The machine a workspace tunes for and how its step costs were obtained."""
+
+    target: HardwareRecord | None  # None: `--hardware any`, the profiled machine itself
+    costs: HardwareRecord  # where the step costs were measured
+    corrections: Corrections
+
+    @property
+    def foreign(self) -> bool:
+        """The costs were measured on another machine than the target."""
+        return self.target is not None and self.target.fingerprint != self.costs.fingerprint
+
+    def note(self) -> str | None:
+        """One line for the top of the output when the costs are not the target's own or
+        are corrected (None when they are the target's own, uncorrected)."""
+        if self.foreign and not self.corrections:
+            assert self.target is not None
+            return (f"Step costs come from another machine, {describe(self.costs)}, not this "
+                    f"one ({describe(self.target)}): predicted latencies may be far off. "
+                    f"Measure this machine first: {CALIBRATE_COMMAND} (about 3 minutes).")
+        if self.corrections:
+            where = (f"profiled on {describe(self.costs)}, corrected for "
+                     f"{describe(self.target or self.costs)}" if self.foreign
+                     else f"measured on {describe(self.costs)}, corrected")
+            return f"Step costs {where} by {self.corrections.describe()}."
+        return None
+
+    def title(self) -> str:
+        """The machine the predictions are for, e.g. "AMD EPYC, 2 cores (2f2de913389d)"."""
+        return describe(self.target or self.costs)
+
+    def corrections_digest(self) -> str:
+        """Which checks corrected the costs ("" without corrections)."""
+        ids = sorted(check.id or 0 for check in self.corrections.checks)
+        return hashlib.sha1(repr(ids).encode()).hexdigest()[:8] if ids else ""
+
+
+def describe(hardware: HardwareRecord) -> str:
+    gpus = f", {hardware.gpu_count} x {hardware.gpu_model}" if hardware.gpu_count else ""
+    return (f"{hardware.cpu_model}, {hardware.cpu_cores} cores{gpus} "
+            f"({short_fingerprint(hardware.fingerprint)})")
+
+
+def target_machine(store: ProfileStore, choice: str) -> HardwareRecord | None:
+    """The machine `--hardware` names: this one, a stored one (ID prefix) or None (any)."""
+    if choice == ANY:
+        return None
+    if choice == CURRENT:
+        from profilers import describe_local_hardware
+
+        return describe_local_hardware()
+    fingerprint = store.resolve_hardware(choice)
+    return next(h for h in store.hardware() if h.fingerprint == fingerprint)
+
+
+def cost_source(store: ProfileStore, checks: LatencyCheckStore, reference: ProfileSet,
+                target: HardwareRecord | None, feedback: bool
+                ) -> tuple[ProfileSet, CostSource]:
+    """The target's profile (its own step costs, else `reference`'s) and its corrections:
+    latency checks run on the target against those costs (validations only with
+    `feedback`)."""
+    profile = reference
+    if target is not None and target.fingerprint != reference.hardware.fingerprint:
+        own = [pair for pair in store.cost_pairs()
+               if pair[0] == target.fingerprint
+               and portable_release(pair[1]) == portable_release(reference.engine_version)]
+        if own:
+            profile = store.load_profile_set(*own[0])
+    corrections = Corrections(())
+    if target is not None:
+        relevant = [check for check in checks.on(target.fingerprint,
+                                                 profile.hardware.fingerprint)
+                    if check.cost_engine_version == profile.engine_version
+                    and (feedback or not check.source.startswith("validate"))]
+        corrections = Corrections(relevant)
+    return profile, CostSource(target, profile.hardware, corrections)

@@ -1,0 +1,194 @@
+"""The operations behind the CLI commands, so the CLI only parses and prints.
+
+Hooks that belong to other wings (saving dashboard figures when a study finishes) are
+passed in by the CLI, so the core never imports the review wing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage import (
+    Database,
+    LatencyCheckStore,
+    PresetRecord,
+    PresetStore,
+    ProfileSet,
+    ProfileStore,
+    StorageUnavailable,
+    UserInputError,
+    read_profile_file,
+)
+from tuner.core.configuration import LatencyObjective
+from tuner.core.frontier import FrontierPoint, frontier
+from tuner.core.machine import (
+    THIS_MACHINE,
+    CostSource,
+    MachineChoice,
+    cost_source,
+    target_machine,
+)
+from tuner.core.presets import Preset, build_preset, read_preset_file, write_preset
+from tuner.core.simulator import Simulator
+from tuner.core.space import SearchSpace, build_space
+from tuner.core.spec import StudySpec
+from tuner.core.study import (
+    OnFinish,
+    StudyOutcome,
+    StudySettings,
+    load_trial,
+    run_study,
+)
+from tuner.core.workers import (
+    WorkerOptions,
+    WorkerReport,
+    open_worker_study,
+    run_worker,
+    stored_latency,
+    study_exists,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A spec with the profile, space and simulator it resolves to, for one machine."""
+
+    spec: StudySpec
+    profile: ProfileSet
+    space: SearchSpace
+    simulator: Simulator
+    source: CostSource
+
+    def settings(self, deadline_s: float, latency: LatencyObjective) -> StudySettings:
+        return StudySettings.create(self.spec, self.profile, deadline_s, latency,
+                                    self.source)
+
+
+def open_workspace(db: Database, spec: StudySpec,
+                   machine: MachineChoice = THIS_MACHINE) -> Workspace:
+    """Load (importing the spec's shipped profile if needed) the profile for the machine
+    `machine` names (`tuner.core.machine`) and build space and simulator."""
+    store = ProfileStore(db)
+    reference = load_profile(store, spec)
+    target = target_machine(store, machine.hardware)
+    profile, source = cost_source(store, LatencyCheckStore(db), reference, target,
+                                  machine.feedback)
+    space = build_space(profile, spec)
+    simulator = Simulator(profile, spec.task, split=spec.split,
+                          corrections=source.corrections)
+    return Workspace(spec, profile, space, simulator, source)
+
+
+def load_profile(store: ProfileStore, spec: StudySpec) -> ProfileSet:
+    """The profile set the spec is about; imports `spec.profiles` when it is not stored."""
+    pairs = store.measured_pairs()
+    if spec.profiles is None or len(pairs) == 1:
+        if pairs or spec.profiles is None:
+            profile = store.load_profile_set()
+            if spec.profiles is None or _covers(profile, spec):
+                return profile
+    if not spec.profiles.exists():
+        raise UserInputError(f"profile file {spec.profiles} (named by the study spec) is "
+                             "missing; profile first or fix `profiles:` in the spec")
+    records = read_profile_file(spec.profiles)
+    fingerprint, engine = _pair_of(records, spec.profiles)
+    if (fingerprint, engine) not in pairs:
+        counts = store.write(records)  # the file is parsed once
+        logger.info("imported %s: %s", spec.profiles, counts)
+    return store.load_profile_set(fingerprint, engine)
+
+
+def _covers(profile: ProfileSet, spec: StudySpec) -> bool:
+    measured = {s.model for s in profile.accuracy if s.task == spec.task}
+    return bool(measured) and set(spec.models or measured) <= measured
+
+
+def _pair_of(records, path: Path) -> tuple[str, str]:
+    for kind in (records.accuracy, records.cost_points, records.acceptance):
+        if kind:
+            return kind[0].hardware_fingerprint, kind[0].engine_version
+    raise UserInputError(f"{path}: holds no measurements")
+
+
+def tune(db: Database, spec: StudySpec, deadline_s: float, latency: LatencyObjective,
+         study_name: str | None = None, on_finish: OnFinish | None = None,
+         machine: MachineChoice = THIS_MACHINE) -> tuple[Workspace, StudyOutcome]:
+    """Run (or resume) the study of `spec` at `deadline_s` for the machine `machine` names;
+    `on_finish` as `run_study`'s."""
+    workspace = open_workspace(db, spec, machine)
+    settings = workspace.settings(deadline_s, latency)
+    with optuna_storage_errors(db):
+        outcome = run_study(db.url, workspace.space, workspace.simulator, settings,
+                            study_name=study_name, max_trials=spec.max_trials,
+                            on_finish=on_finish)
+    return workspace, outcome
+
+
+@contextmanager
+def optuna_storage_errors(db: Database) -> Iterator[None]:
+    """Optuna's failed commits (e.g. a read-only database) as our one-line storage error."""
+    from optuna.exceptions import StorageInternalError
+
+    try:
+        yield
+    except StorageInternalError as error:
+        cause = error.__cause__ or error
+        raise StorageUnavailable(f"database {db.display_url!r} refused a write: "
+                                 f"{str(cause).strip().splitlines()[0]}; check that it is "
+                                 "writable") from error
+
+
+def work_on_study(db: Database, spec: StudySpec, study_name: str, deadline_s: float | None,
+                  latency: LatencyObjective, n_trials: int | None, options: WorkerOptions,
+                  machine: MachineChoice = THIS_MACHINE) -> WorkerReport:
+    """Join (or create, given a deadline) `study_name` and run trials until its budget is met."""
+    workspace = open_workspace(db, spec, machine)
+    if deadline_s is None and not study_exists(db.url, study_name):
+        raise UserInputError(f"study {study_name!r} does not exist in {db.display_url}; give "
+                             "--deadline (e.g. --deadline 2s) to create it")
+    with optuna_storage_errors(db):
+        study = open_worker_study(db.url, study_name, options)
+    if deadline_s is None:
+        deadline_s, latency = stored_latency(study)
+    settings = workspace.settings(deadline_s, latency)
+    default = min(len(workspace.space), spec.max_trials or len(workspace.space))
+    return run_worker(study, workspace.space, workspace.simulator, settings, n_trials, default,
+                      options.min_trial_s)
+
+
+def deadline_frontier(db: Database, spec: StudySpec, deadlines_s: tuple[float, ...],
+                      latency: LatencyObjective, machine: MachineChoice = THIS_MACHINE
+                      ) -> tuple[Workspace, list[FrontierPoint]]:
+    """Best configuration per deadline, for the machine `machine` names."""
+    workspace = open_workspace(db, spec, machine)
+    return workspace, frontier(workspace.space, workspace.simulator, deadlines_s, latency)
+
+
+def export_preset(db: Database, study_name: str, trial_number: int | None,
+                  output_format: str, directory: Path) -> tuple[Preset, list[Path]]:
+    """Build the preset of a stored trial, write its files and save it in the database."""
+    settings, summary = load_trial(db.url, study_name, trial_number)
+    profile = ProfileStore(db).load_profile_set(settings.hardware_fingerprint,
+                                                settings.engine_version)
+    preset = build_preset(summary, profile, study_name=study_name, task=settings.task,
+                          deadline_s=settings.deadline_s, latency=settings.objective)
+    paths = write_preset(preset, output_format, directory)
+    PresetStore(db).save(PresetRecord(name=preset.name, study_name=study_name,
+                                      trial_number=summary.number,
+                                      body=preset.model_dump(mode="json")))
+    return preset, paths
+
+
+def import_preset(db: Database, path: Path) -> Preset:
+    """Check a preset file (e.g. edited by hand) and store it under its name."""
+    preset = read_preset_file(path)
+    PresetStore(db).save(PresetRecord(name=preset.name, study_name=preset.provenance.study,
+                                      trial_number=preset.provenance.trial,
+                                      body=preset.model_dump(mode="json")))
+    return preset

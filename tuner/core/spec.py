@@ -1,0 +1,96 @@
+"""Study specs: YAML files (studies/*.yaml) that narrow the search space, validated by pydantic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from storage.errors import UserInputError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SPEC_PATH = REPO_ROOT / "studies" / "testbed.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BranchRange(_Strict):
+    """Branch counts N searched (capped by the samples per question profiled)."""
+
+    min: int = Field(default=1, gt=0)
+    max: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BranchRange:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        return self
+
+
+class GammaRange(_Strict):
+    """Largest draft length searched; 0 turns speculative decoding off."""
+
+    max: int | None = Field(default=None, ge=0)
+
+
+class LatencySpec(_Strict):
+    """The latency statistic the deadline applies to."""
+
+    statistic: Literal["quantile", "mean"] = "quantile"
+    quantile: float = Field(default=0.9, gt=0, le=1)
+
+
+class StudySpec(_Strict):
+    """What to search: task, models, drafts and ranges; see studies/testbed.yaml."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    task: str
+    split: str | None = None
+    profiles: Path | None = None
+    models: list[str] | None = Field(default=None, min_length=1)
+    drafts: list[str] | None = None
+    branches: BranchRange = BranchRange()
+    gamma: GammaRange = GammaRange()
+    temperature: list[float] | None = Field(default=None, min_length=1)
+    latency: LatencySpec = LatencySpec()
+    cutoff: bool = False
+    max_trials: int | None = Field(default=None, gt=0)  # TPE budget for large spaces
+
+
+def load_spec(path: str | Path | None = None) -> StudySpec:
+    """Read and validate a spec; `profiles` is resolved relative to the spec file.
+
+    Raises UserInputError naming the file and the offending field.
+    """
+    spec_path = Path(path) if path is not None else DEFAULT_SPEC_PATH
+    try:
+        data = yaml.safe_load(spec_path.read_text())
+    except OSError as error:
+        raise UserInputError(f"{spec_path}: cannot read study spec ({error.strerror})") from error
+    except yaml.YAMLError as error:
+        raise UserInputError(f"{spec_path}: not valid YAML: {_first_line(error)}") from error
+    if not isinstance(data, dict):
+        raise UserInputError(f"{spec_path}: a study spec is a mapping (name: ..., task: ...)")
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as error:
+        raise UserInputError(f"{spec_path}: {_describe(error)}") from error
+    if spec.profiles is not None and not spec.profiles.is_absolute():
+        spec = spec.model_copy(update={"profiles": (spec_path.parent / spec.profiles).resolve()})
+    return spec
+
+
+def _describe(error: ValidationError) -> str:
+    messages = []
+    for detail in error.errors():
+        where = ".".join(str(part) for part in detail["loc"]) or "spec"
+        messages.append(f"{where}: {detail['msg']}")
+    return "; ".join(messages)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]

@@ -1,0 +1,285 @@
+"""The Optuna study: maximise predicted accuracy subject to latency statistic <= deadline.
+
+Trials are scored in memory (the simulator takes milliseconds) by `objective`, then written
+to the project database in one pass (`trial_writer`): real trials with params, values,
+user attributes and constraints, but without Optuna's per-call round trips. When the space
+has at most `ENUMERATION_LIMIT` configurations every one of them is a trial, so the best
+feasible trial is the simulator's exact optimum; larger spaces use constrained TPE seeded
+with simple configurations. Re-running a study scores only what it lacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from storage import ProfileSet, UserInputError
+from tuner.core.configuration import Configuration, LatencyObjective
+from tuner.core.machine import CostSource
+from tuner.core.optuna_storage import open_rdb_storage
+from tuner.core.ranking import NoFeasibleConfiguration, no_feasible_error, rank
+from tuner.core.simulator import Simulator
+from tuner.core.space import SearchSpace, configuration_from_params
+from tuner.core.spec import StudySpec
+from tuner.core.trial_writer import add_finished_trials
+from tuner.core.trials import TrialSummary, record_figures, summarize
+
+logger = logging.getLogger(__name__)
+
+ENUMERATION_LIMIT = 5000
+DEFAULT_TPE_TRIALS = 500
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """What a study found: the best feasible trials and comparison points."""
+
+    study_name: str
+    storage_url: str
+    deadline_s: float
+    objective: LatencyObjective
+    ranked: tuple[TrialSummary, ...]  # feasible, best first
+    no_speculation: TrialSummary | None
+    single_branch: TrialSummary | None
+    trials: int
+    new_trials: int
+    exhaustive: bool
+
+    @property
+    def best(self) -> TrialSummary:
+        return self.ranked[0]
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Everything a trial's score depends on besides its configuration (stored with the
+    study, so a rerun cannot mix settings)."""
+
+    deadline_s: float
+    statistic: str
+    quantile: float
+    cutoff: bool
+    spec_name: str
+    task: str
+    split: str | None
+    hardware_fingerprint: str
+    engine_version: str
+    profile_digest: str
+    confidence: float = 0.5  # studies of release 0.1 had no margin
+    target_fingerprint: str = ""  # the machine tuned for, when not the costs' machine
+    corrections: str = ""  # digest of the latency checks that corrected the costs
+
+    @property
+    def objective(self) -> LatencyObjective:
+        return LatencyObjective(self.statistic, self.quantile, self.cutoff, self.confidence)
+
+    @classmethod
+    def create(cls, spec: StudySpec, profile: ProfileSet, deadline_s: float,
+               latency: LatencyObjective, source: CostSource | None = None) -> StudySettings:
+        # Tuned for another machine than the costs' with nothing correcting them, the
+        # predictions are the costs' machine's own: the same study serves both.
+        corrected = source if source is not None and source.corrections else None
+        target = corrected.target if corrected is not None and corrected.foreign else None
+        return cls(
+            deadline_s=deadline_s, statistic=latency.statistic, quantile=latency.quantile,
+            cutoff=latency.cutoff, spec_name=spec.name, task=spec.task, split=spec.split,
+            hardware_fingerprint=profile.hardware.fingerprint,
+            engine_version=profile.engine_version, profile_digest=profile_digest(profile),
+            confidence=latency.confidence,
+            target_fingerprint=target.fingerprint if target else "",
+            corrections=corrected.corrections_digest() if corrected is not None else "",
+        )
+
+    def default_name(self) -> str:
+        """E.g. "testbed-2s-q0.9"; tuned for another machine than the costs' or with
+        corrected costs, the machine and the corrections are named too, so a study never
+        mixes predictions made with different costs."""
+        name = study_name_for(self.spec_name, self.deadline_s, self.objective)
+        if self.target_fingerprint:
+            name += f"-{self.target_fingerprint[:6]}"
+        return f"{name}-c{self.corrections[:6]}" if self.corrections else name
+
+
+def study_name_for(spec_name: str, deadline_s: float, objective: LatencyObjective) -> str:
+    """Study name of a spec, deadline and objective, e.g. "testbed-2s-q0.9"."""
+    deadline = f"{deadline_s * 1000:g}ms" if deadline_s < 1 else f"{deadline_s:g}s"
+    return f"{spec_name}-{deadline}-{objective.tag()}"
+
+
+def profile_digest(profile: ProfileSet) -> str:
+    """A short fingerprint of a profile's contents, so a study never mixes two profiles."""
+    parts = (
+        profile.hardware.fingerprint, profile.engine_version, len(profile.cost_points),
+        len(profile.acceptance), len(profile.accuracy),
+        sum(s.generated_tokens for s in profile.accuracy),
+        round(sum(p.seconds_median for p in profile.cost_points), 9),
+        sum(r.num_accepted_tokens for r in profile.acceptance),
+    )
+    return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
+
+
+def objective(trial: optuna.Trial, space: SearchSpace, simulator: Simulator,
+              settings: StudySettings) -> float:
+    """Suggest, score, record, constrain: predicted accuracy to maximise."""
+    config = space.suggest(trial)
+    result = simulator.score(config, settings.objective, settings.deadline_s)
+    record_figures(trial, result)
+    # Feasible only when the statistic meets the deadline with the study's confidence.
+    trial.set_constraint("latency", result.latency_upper_s - settings.deadline_s)
+    return result.accuracy
+
+
+OnFinish = Callable[[optuna.Study, StudySettings, list[FrozenTrial]], None]
+
+
+def run_study(storage_url: str, space: SearchSpace, simulator: Simulator,
+              settings: StudySettings, *, study_name: str | None = None,
+              max_trials: int | None = None, on_finish: OnFinish | None = None
+              ) -> StudyOutcome:
+    """Create or resume the study and return its outcome; NoFeasibleConfiguration if none.
+
+    `on_finish(study, settings, trials)` runs once the trials are stored (e.g. to save
+    dashboard figures), with the completed trials of the current space.
+    """
+    name = study_name or settings.default_name()
+    study = optuna.create_study(storage=open_rdb_storage(storage_url), study_name=name,
+                                direction="maximize", load_if_exists=True)
+    check_settings(study, settings)
+    existing = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    configs = space.configurations()
+    exhaustive = len(configs) <= ENUMERATION_LIMIT
+    if exhaustive:
+        done = {configuration_from_params(t.params) for t in existing}
+        new = _score_in_memory(space, simulator, settings,
+                               [c for c in configs if c not in done])
+    else:
+        new = _search_tpe(space, simulator, settings, existing, max_trials or DEFAULT_TPE_TRIALS)
+    add_finished_trials(study, new)
+    # A reused study may hold trials of a wider spec: rank only the current space.
+    in_space = set(configs)
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if configuration_from_params(t.params) in in_space]
+    logger.info("study %s: %d trials (%d new)", name, len(trials), len(new))
+    if on_finish is not None:
+        on_finish(study, settings, trials)
+    return _outcome(name, storage_url, settings, trials, len(new), exhaustive)
+
+
+def check_settings(study: optuna.Study, settings: StudySettings) -> None:
+    """Store the settings on a new study; refuse a stored study whose settings differ."""
+    check_study_attrs(study, asdict(settings))
+
+
+def check_study_attrs(study: optuna.Study, wanted: dict) -> None:
+    """Store `wanted` on a new study; refuse a stored study whose attributes differ
+    (settings added after a study was written take their old meaning, `_LEGACY`)."""
+    stored = {**_LEGACY, **study.user_attrs} if study.user_attrs else {}
+    if not stored:
+        for key, value in wanted.items():
+            study.set_user_attr(key, value)
+        return
+    differing = [k for k, v in wanted.items() if stored.get(k) != v]
+    if differing:
+        raise UserInputError(
+            f"study {study.study_name!r} exists with different {', '.join(differing)} "
+            f"({', '.join(f'{k}={stored.get(k)!r}' for k in differing)}); "
+            "pass another --study-name"
+        )
+
+
+# What a setting meant before it was stored (release 0.1).
+_LEGACY = {"confidence": 0.5, "target_fingerprint": "", "corrections": ""}
+
+
+def stored_settings(study: optuna.Study) -> StudySettings:
+    """The settings a `latts-tune run` study was created with."""
+    names = StudySettings.__dataclass_fields__
+    attrs = {k: v for k, v in {**_LEGACY, **study.user_attrs}.items() if k in names}
+    if set(attrs) != set(names):
+        raise UserInputError(f"study {study.study_name!r} was not created by latts-tune run")
+    return StudySettings(**attrs)
+
+
+def _score_in_memory(space: SearchSpace, simulator: Simulator, settings: StudySettings,
+                     configs: list[Configuration]) -> list[FrozenTrial]:
+    memory = optuna.create_study(direction="maximize",
+                                 sampler=optuna.samplers.RandomSampler(seed=0))
+    for config in configs:
+        memory.enqueue_trial(space.params(config))
+    memory.optimize(lambda trial: objective(trial, space, simulator, settings),
+                    n_trials=len(configs))
+    return memory.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def _search_tpe(space: SearchSpace, simulator: Simulator, settings: StudySettings,
+                existing: list[FrozenTrial], n_trials: int) -> list[FrozenTrial]:
+    memory = optuna.create_study(direction="maximize",
+                                 sampler=optuna.samplers.TPESampler(seed=0))
+    memory.add_trials(existing)
+    for config in seed_guesses(space):
+        memory.enqueue_trial(space.params(config), skip_if_exists=True)
+    memory.optimize(lambda trial: objective(trial, space, simulator, settings),
+                    n_trials=max(0, n_trials - len(existing)))
+    return [t for t in memory.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.number >= len(existing)]
+
+
+def seed_guesses(space: SearchSpace) -> Iterable[Configuration]:
+    """Corners worth knowing at once: one branch and all branches, with and without each
+    speculation at its shortest and longest draft length."""
+    for entry in space.models:
+        for temperature in entry.temperatures:
+            for n in sorted({entry.min_branches, entry.max_branches}):
+                yield Configuration(entry.model, n, None, temperature)
+                for choice in entry.speculations:
+                    for gamma in sorted({choice.gammas[0], choice.gammas[-1]}):
+                        yield Configuration(entry.model, n, choice.speculation(gamma),
+                                            temperature)
+
+
+def _outcome(name: str, storage_url: str, settings: StudySettings, trials: list[FrozenTrial],
+             new_trials: int, exhaustive: bool) -> StudyOutcome:
+    summaries = [summarize(t) for t in trials]
+    ranked = rank(summaries)
+    if not ranked:
+        raise no_feasible_error(summaries, settings.deadline_s, settings.objective)
+    return StudyOutcome(
+        study_name=name,
+        storage_url=storage_url,
+        deadline_s=settings.deadline_s,
+        objective=settings.objective,
+        ranked=tuple(ranked),
+        no_speculation=next((s for s in ranked if s.configuration.speculation is None), None),
+        single_branch=next((s for s in ranked if s.configuration.branches == 1), None),
+        trials=len(trials),
+        new_trials=new_trials,
+        exhaustive=exhaustive,
+    )
+
+
+def load_trial(storage_url: str, study_name: str,
+               trial_number: int | None = None) -> tuple[StudySettings, TrialSummary]:
+    """(settings, summary) of `trial_number`, or of the best feasible trial when None."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_rdb_storage(storage_url))
+    except KeyError as error:
+        raise UserInputError(f"no study named {study_name!r} in {storage_url}; "
+                             "run `latts-tune run` first") from error
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if trial_number is None:
+        ranked = rank(summarize(t) for t in trials)
+        if not ranked:
+            raise UserInputError(f"study {study_name!r} has no feasible trial to export")
+        return stored_settings(study), ranked[0]
+    match = [t for t in trials if t.number == trial_number]
+    if not match:
+        raise UserInputError(f"study {study_name!r} has no completed trial {trial_number}")
+    return stored_settings(study), summarize(match[0])
+
+
+__all__ = ["NoFeasibleConfiguration", "StudyOutcome", "StudySettings", "run_study"]

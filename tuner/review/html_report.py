@@ -1,0 +1,146 @@
+"""One self-contained HTML report of a study: figures, top configurations, profile, validation.
+
+plotly.js is inlined once (about 4.5 MB), so the file opens offline; nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from pathlib import Path
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from storage import Database, ProfileSet, UserInputError
+from tuner.core.trials import TrialSummary
+from tuner.review.figures import (
+    acceptance_figure,
+    decode_cost_figure,
+    speculation_source,
+    validation_figure,
+)
+from tuner.review.study_review import (
+    StudyReview,
+    load_profile,
+    load_study,
+    review_of,
+    study_figures,
+    validation_results,
+    winner_note,
+)
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
+th:nth-child(2), td:nth-child(2) { text-align: left; }
+pre { background: #f4f4f4; padding: 0.8em; }
+.figure { margin: 1.5em 0; }
+"""
+
+
+def render_report(review: StudyReview, profile: ProfileSet, validations: list[dict],
+                  top: int = 10) -> str:
+    """The whole report as one HTML document (str)."""
+    figures = _Figures()
+    sections = [
+        _summary_section(review),
+        _section("Trials", figures.html(study_figures(review).values())),
+        _section(f"Top {top} configurations", _top_table(review.ranked[:top], review)),
+        _section("Profile: decode cost", figures.html(_decode_figures(profile))),
+        _section("Profile: draft acceptance", figures.html(
+            [acceptance_figure(profile.acceptance)] if profile.acceptance else [])),
+    ]
+    if validations:
+        sections.append(_section("Validation (predicted vs measured)", _validation_table(
+            validations) + figures.html([validation_figure(validations)])))
+    title = html.escape(f"latts-tune study {review.study_name}")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{title}</title><style>{STYLE}</style></head>\n<body>\n<h1>{title}</h1>\n"
+            + "\n".join(sections) + "\n</body></html>\n")
+
+
+def write_report(text: str, path: Path) -> Path:
+    """Write the report; UserInputError when the folder does not exist."""
+    if not path.parent.is_dir():
+        raise UserInputError(f"cannot write {path}: folder {path.parent} does not exist; "
+                             "create it or pick another -o")
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class _Figures:
+    """Renders figures to <div>s; the first one carries plotly.js, the rest reuse it."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def html(self, figures) -> str:
+        parts = []
+        for figure in figures:
+            parts.append(pio.to_html(
+                figure, full_html=False, include_plotlyjs=self._count == 0,
+                div_id=f"figure-{self._count}", config={"displaylogo": False}))
+            self._count += 1
+        return "\n".join(f'<div class="figure">{part}</div>' for part in parts)
+
+
+def _section(title: str, body: str) -> str:
+    return f"<section>\n<h2>{html.escape(title)}</h2>\n{body}\n</section>"
+
+
+def _summary_section(review: StudyReview) -> str:
+    settings = review.settings
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    facts = (f"Spec <b>{html.escape(settings.spec_name)}</b>, task "
+             f"<b>{html.escape(settings.task)}</b>, hardware "
+             f"<code>{html.escape(settings.hardware_fingerprint)}</code>, engine "
+             f"{html.escape(settings.engine_version)}; report written {created}.")
+    note = html.escape(winner_note(review))
+    return _section("Summary", f"<p>{facts}</p>\n<pre>{note}</pre>")
+
+
+def _top_table(ranked: tuple[TrialSummary, ...], review: StudyReview) -> str:
+    if not ranked:
+        return "<p>No configuration meets the deadline.</p>"
+    headers = ("#", "configuration", "accuracy (95% CI)", "trial",
+               f"{review.latency.describe()} (s)", "mean latency (s)", "prefill (s)",
+               "decode (s)", "tokens/step")
+    rows = [_top_row(index, summary) for index, summary in enumerate(ranked, start=1)]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _top_row(index: int, s: TrialSummary) -> str:
+    cells = (str(index), s.configuration.label(),
+             f"{s.accuracy:.1%} ({s.accuracy_low:.1%}-{s.accuracy_high:.1%})", str(s.number),
+             f"{s.latency_s:.3f}", f"{s.mean_latency_s:.3f}", f"{s.prefill_s:.3f}",
+             f"{s.decode_s:.3f}", f"{s.tokens_per_step:.2f}")
+    return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+
+
+def _decode_figures(profile: ProfileSet) -> list[go.Figure]:
+    keys = sorted({(p.model, speculation_source(p)) for p in profile.cost_points
+                   if p.phase == "decode"}, key=lambda key: (key[0], key[1] or ""))
+    return [decode_cost_figure(profile.cost_points, model, draft) for model, draft in keys]
+
+
+def _validation_table(rows: list[dict]) -> str:
+    headers = ("#", "preset", "predicted p90 (s)", "measured p90 (s)", "predicted accuracy",
+               "measured accuracy")
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in (
+            str(index), row["preset"], f"{row['predicted_s']:.3f}", f"{row['measured_s']:.3f}",
+            f"{row['predicted_accuracy']:.1%}", f"{row['measured_accuracy']:.1%}")) + "</tr>"
+        for index, row in enumerate(rows, start=1))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_study_report(db: Database, study_name: str, output: Path, top: int = 10) -> Path:
+    """Render the HTML report of a stored study to `output` (one self-contained file)."""
+    review = review_of(load_study(db.url, study_name), db.url)
+    profile = load_profile(db, review.settings)
+    text = render_report(review, profile, validation_results(db, study_name), top=top)
+    return write_report(text, output)
