@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import chi2
 
 from profilers import ExecutionReport
 from profilers.engine import StreamingEngine
@@ -37,10 +38,27 @@ from storage import (
     speculation_columns,
 )
 
+SPREAD_BOUND_CONFIDENCE = 0.8  # a measured spread is used at this upper confidence bound
+
+
+@dataclass(frozen=True)
+class MeasuredSpread:
+    """A standard deviation of log latency estimated from `samples` repeats; the margin
+    uses its upper confidence bound, since few repeats estimate a spread loosely."""
+
+    sd: float
+    samples: int
+
+    def bound(self) -> float:
+        df = max(self.samples - 1, 1)
+        return self.sd * math.sqrt(df / chi2.ppf(1 - SPREAD_BOUND_CONFIDENCE, df))
+
+
 # Measured on this project's machines (benchmarks/results/drift.md): spread of a slice's
 # mean latency between engine starts, and of the machine's speed over an hour.
-ENGINE_START_SD = 0.05
-DRIFT_SD = 0.05
+ENGINE_START = MeasuredSpread(0.05, 8)
+DRIFT = MeasuredSpread(0.05, 6)
+DRIFT_SD = DRIFT.bound()
 # Spread between slices of one machine, used until two slices are checked.
 BETWEEN_SLICES_SD = 0.15
 
@@ -144,16 +162,17 @@ def _estimate(checks: list[LatencyCheck]) -> _SliceEstimate:
 
 def _engine_start_sd(estimates: Iterable[_SliceEstimate]) -> float:
     """Spread of a slice's mean between checks (engine starts), pooled over slices with
-    several checks; the measured default until there are some."""
-    deviations = []
+    several checks, at its upper confidence bound; the measured default until at least as
+    many repeats are stored here as the default was measured from."""
+    squares, df = 0.0, 0
     for estimate in estimates:
-        if len(estimate.check_means) >= 2:
-            centre = float(np.mean(estimate.check_means))
-            deviations += [(m - centre) ** 2 * len(estimate.check_means)
-                           / (len(estimate.check_means) - 1) for m in estimate.check_means]
-    if len(deviations) < 4:
-        return ENGINE_START_SD
-    return max(ENGINE_START_SD / 2, math.sqrt(float(np.mean(deviations))))
+        means = estimate.check_means
+        if len(means) >= 2:
+            squares += float(np.sum((np.array(means) - np.mean(means)) ** 2))
+            df += len(means) - 1
+    if df + 1 < ENGINE_START.samples:
+        return ENGINE_START.bound()
+    return MeasuredSpread(math.sqrt(squares / df), df + 1).bound()
 
 
 def store_check(db: Database, engine: StreamingEngine, profile: ProfileSet,

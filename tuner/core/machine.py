@@ -91,6 +91,18 @@ def target_machine(store: ProfileStore, choice: str) -> HardwareRecord | None:
     return next(h for h in store.hardware() if h.fingerprint == fingerprint)
 
 
+def own_profile(store: ProfileStore, target: HardwareRecord | None) -> ProfileSet | None:
+    """The target's own profile when it has step costs (the engine with the most of them),
+    else None."""
+    if target is None:
+        return None
+    own = [pair for pair in store.cost_pairs() if pair[0] == target.fingerprint]
+    if not own:
+        return None
+    profiles = [store.load_profile_set(*pair) for pair in own]
+    return max(profiles, key=lambda profile: len(profile.cost_points))
+
+
 def cost_source(store: ProfileStore, checks: LatencyCheckStore, reference: ProfileSet,
                 target: HardwareRecord | None, feedback: bool
                 ) -> tuple[ProfileSet, CostSource]:

@@ -30,6 +30,7 @@ from tuner.core.machine import (
     CostSource,
     MachineChoice,
     cost_source,
+    own_profile,
     target_machine,
 )
 from tuner.core.presets import Preset, build_preset, read_preset_file, write_preset
@@ -75,8 +76,8 @@ def open_workspace(db: Database, spec: StudySpec,
     """Load (importing the spec's shipped profile if needed) the profile for the machine
     `machine` names (`tuner.core.machine`) and build space and simulator."""
     store = ProfileStore(db)
-    reference = load_profile(store, spec)
     target = target_machine(store, machine.hardware)
+    reference = own_profile(store, target) or load_profile(store, spec)
     profile, source = cost_source(store, LatencyCheckStore(db), reference, target,
                                   machine.feedback)
     space = build_space(profile, spec)

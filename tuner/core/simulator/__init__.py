@@ -55,6 +55,8 @@ from tuner.core.simulator.timing import finish_by_steps, finish_by_tokens, prefi
 
 DEFAULT_SUBSETS = 64
 SAMPLING_DRAWS = 400
+PROFILE_DRAWS = 100
+PROFILE_SUBSETS = 8
 
 __all__ = [
     "AccuracyTable",
@@ -99,6 +101,7 @@ class Simulator:
         self._draws: dict[tuple[str, float, int], Draw] = {}
         self._votes: dict[tuple, tuple] = {}
         self._acceptance: dict[tuple[str, Speculation, float], list] = {}
+        self._sampling: dict[tuple, float] = {}
 
     @property
     def subsets(self) -> int:
@@ -215,6 +218,9 @@ class Simulator:
                     objective: LatencyObjective) -> Uncertainty:
         """The spread of the statistic of `latency_s` [Q, S] (see tuner.core.margin)."""
         correction = self.correction(config)
+        key = (config.model, config.temperature, config.branches, config.vote, objective)
+        if key not in self._sampling:  # shared by speculations: a spread relative to size
+            self._sampling[key] = self.sampling_sd(latency_s, objective)
         if correction.checks:
             correction_sd = correction.log_sd
         else:  # nothing measured here corrects the slice: the cost model's own error
@@ -223,21 +229,25 @@ class Simulator:
         return Uncertainty(correction_sd=correction_sd,
                            engine_start_sd=self.corrections.engine_start_sd,
                            drift_sd=DRIFT_SD,
-                           sampling_sd=self._sampling_sd(latency_s, objective))
+                           sampling_sd=self._sampling[key])
 
-    def _sampling_sd(self, latency_s: np.ndarray, objective: LatencyObjective) -> float:
-        """Spread of log(statistic) over `margin_questions` requests: each draw picks that
-        many profiled questions (with replacement) and one subset of each."""
+    def sampling_sd(self, latency_s: np.ndarray, objective: LatencyObjective) -> float:
+        """Spread of log(measured / predicted statistic): the statistic over
+        `margin_questions` new requests (each draw picks that many profiled questions with
+        replacement, one subset of each) and the prediction's own estimate from the
+        profiled questions (a bootstrap over them)."""
         q, s = latency_s.shape
         rng = np.random.default_rng([self.seed, q, s, self.margin_questions])
         rows = rng.integers(0, q, size=(SAMPLING_DRAWS, self.margin_questions))
         columns = rng.integers(0, s, size=rows.shape)
-        picked = latency_s[rows, columns]
-        if objective.statistic == "mean":
-            values = picked.mean(axis=1)
-        else:
-            values = np.quantile(picked, objective.quantile, axis=1)
-        return float(np.std(np.log(values)))
+        measured = _statistics(latency_s[rows, columns], objective)
+        # The profile bootstrap keeps a few subsets per question (all would cost 60 ms per
+        # configuration); the extra subset noise only widens it a little.
+        resampled = rng.integers(0, q, size=(PROFILE_DRAWS, q, 1))
+        kept = rng.integers(0, s, size=(PROFILE_DRAWS, q, min(s, PROFILE_SUBSETS)))
+        predicted = _statistics(latency_s[resampled, kept].reshape(PROFILE_DRAWS, -1),
+                                objective)
+        return float(np.hypot(np.std(np.log(measured)), np.std(np.log(predicted))))
 
     def replay_latency(self, config: Configuration, prompt_tokens, lengths,
                        draws: int = 16) -> np.ndarray:
@@ -283,3 +293,10 @@ class Simulator:
         correct = vote_correct(config.vote, draw.codes, finished, table.code_correct)
         per_question = correct.mean(axis=1)
         return (per_question, *self._bootstrap.interval(per_question))
+
+
+def _statistics(rows: np.ndarray, objective: LatencyObjective) -> np.ndarray:
+    """The objective's statistic of each row [draws, values]."""
+    if objective.statistic == "mean":
+        return rows.mean(axis=1)
+    return np.quantile(rows, objective.quantile, axis=1)
