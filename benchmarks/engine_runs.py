@@ -52,23 +52,25 @@ def cache_key(config: Configuration, questions: int, split: str, seed: int) -> s
     return f"{config.label()}|{questions}|{split}|{seed}"
 
 
-def load_cache() -> dict[str, dict]:
-    if not CACHE.exists():
+def load_cache(cache: Path = CACHE) -> dict[str, dict]:
+    if not cache.exists():
         return {}
-    rows = [json.loads(line) for line in CACHE.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
     return {row["key"]: row for row in rows}
 
 
 def measure_all(workspace: Workspace, configs: Iterable[Configuration], questions: int,
                 split: str = "validation",
-                seeds: Mapping[Configuration, int] | None = None) -> dict[Configuration, dict]:
+                seeds: Mapping[Configuration, int] | None = None,
+                cache_path: Path = CACHE) -> dict[Configuration, dict]:
     """Measured figures of every configuration (cached ones are not run again).
 
     `seeds[config]` picks the disjoint slice of the split a configuration runs on (default
-    0: every configuration on the same questions, a paired comparison)."""
+    0: every configuration on the same questions, a paired comparison). A cache belongs to
+    one machine: pass another `cache_path` elsewhere."""
     from profilers.vllm_engine import VllmEngine
 
-    cache = load_cache()
+    cache = load_cache(cache_path)
     wanted = list(dict.fromkeys(configs))
     seed_of = {c: (seeds or {}).get(c, 0) for c in wanted}
     key_of = {c: cache_key(c, questions, split, seed_of[c]) for c in wanted}
@@ -86,7 +88,7 @@ def measure_all(workspace: Workspace, configs: Iterable[Configuration], question
                 chosen = select_questions(task, split, questions, seed_of[config])
                 row = _measure_one(workspace, engine, task, chosen, config)
                 row["key"] = key_of[config]
-                with CACHE.open("a") as handle:
+                with cache_path.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
                 cache[row["key"]] = row
                 print(f"  {config.label()}: accuracy {row['measured']['accuracy']:.3f}, "

@@ -93,3 +93,37 @@ def test_validate_through_a_server_started_from_the_preset(tmp_path, monkeypatch
     assert len(record["latencies_s"]) == 3 and all(x > 0 for x in record["latencies_s"])
     assert record["engine_version"].startswith("vllm-server")
     assert 0 <= record["measured_accuracy"] <= 1
+
+
+def test_calibrate_checks_slices_on_the_engine_within_its_budget(tmp_path, small_spec):
+    # tb-small alone and with tb-draft (branches up to 2): two engines; a 150 s budget fits
+    # them on 2 cores (each start 20-30 s) and the calibration stops before a third.
+    import time
+
+    from storage import Database, LatencyCheckStore
+    from tuner.core.calibration import Corrections
+
+    url = f"sqlite:///{tmp_path / 'latts.db'}"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: tb\ntask: arithmetic\nprofiles: {PROFILE}\nmodels: [tb-small]\n"
+                    "drafts: [tb-draft]\nbranches: {max: 2}\ngamma: {max: 2}\n")
+    began = time.perf_counter()
+    result = invoke("--storage", url, "calibrate", "--spec", str(spec), "--budget", "150s",
+                    "--questions", "3", "--json")
+    elapsed_s = time.perf_counter() - began
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [c["configuration"] for c in report["checked"]] == [
+        "tb-small", "tb-small + tb-draft gamma=2"]
+    assert all(0.2 < c["scale"] < 5 for c in report["checked"])
+    assert elapsed_s < 150 + 30  # the budget holds, bar one request round
+    with Database(url) as db:
+        from profilers import describe_local_hardware
+
+        checks = LatencyCheckStore(db).on(describe_local_hardware().fingerprint)
+    assert len(checks) == 4 and {c.branches for c in checks} == {1, 2}
+    assert all(len(c.measured_latencies_s) == 3 for c in checks)
+    corrections = Corrections(checks)
+    assert corrections.for_slice("tb-small", None).checks == 2
+    ran = invoke("--storage", url, "run", "--deadline", "60s", "--spec", str(spec))
+    assert ran.output.splitlines()[0].endswith("corrected by 4 calibration runs.")

@@ -35,9 +35,12 @@ def _server_starter(server_url: str):
               help="Run through a server already started with the preset's command "
                    "(vllm serve ...) at URL instead of starting vLLM here; its API key, if "
                    f"any, from {API_KEY_VARIABLE}.")
+@click.option("--feedback/--no-feedback", default=True, show_default=True,
+              help="Store this run as a latency check that corrects later predictions for "
+                   "this machine.")
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
 @click.pass_context
-def validate(ctx, preset_name, questions, seed, split, server_url, as_json):
+def validate(ctx, preset_name, questions, seed, split, server_url, feedback, as_json):
     """Run a preset on the real engine and compare measured with predicted figures.
 
     Example: latts-tune validate --preset testbed-2s-q0.9-t57 --questions 100
@@ -50,7 +53,7 @@ def validate(ctx, preset_name, questions, seed, split, server_url, as_json):
         starter = _server_starter(server_url) if server_url else _start_vllm_engine
         record = validate_preset(open_database(ctx), preset_name, starter,
                                  questions=questions, seed=seed, split=split,
-                                 progress=progress)
+                                 progress=progress, feedback=feedback)
     if as_json:
         click.echo(json.dumps(validation_json(record), indent=2))
         return
