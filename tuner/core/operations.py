@@ -178,7 +178,9 @@ def export_preset(db: Database, study_name: str, trial_number: int | None,
     profile = ProfileStore(db).load_profile_set(settings.hardware_fingerprint,
                                                 settings.engine_version)
     preset = build_preset(summary, profile, study_name=study_name, task=settings.task,
-                          deadline_s=settings.deadline_s, latency=settings.objective)
+                          deadline_s=settings.deadline_s, latency=settings.objective,
+                          tuned_for=settings.target_fingerprint,
+                          corrections=settings.corrections)
     paths = write_preset(preset, output_format, directory)
     PresetStore(db).save(PresetRecord(name=preset.name, study_name=study_name,
                                       trial_number=summary.number,

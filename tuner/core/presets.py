@@ -22,6 +22,7 @@ from profilers.speculation import sglang_speculative_arguments, vllm_speculative
 from profilers.voting import vote_rule
 from storage import ProfileSet, Speculation, UserInputError, tool_version
 from tuner.core.configuration import Configuration, LatencyObjective
+from tuner.core.machine import describe
 from tuner.core.spec import REPO_ROOT
 from tuner.core.trials import TrialSummary
 
@@ -85,9 +86,12 @@ class Provenance(_Section):
     study: str
     trial: int
     task: str
-    hardware_fingerprint: str
+    hardware_fingerprint: str  # where the step costs were measured
     engine_version: str
     tool_version: str
+    hardware: str | None = None  # that machine, for people (absent in release 0.1 presets)
+    tuned_for_fingerprint: str | None = None  # the machine whose corrections were applied
+    cost_corrections: str | None = None  # digest of the latency checks that corrected it
 
 
 class Preset(_Section):
@@ -113,6 +117,8 @@ def build_preset(
     task: str,
     deadline_s: float,
     latency: LatencyObjective,
+    tuned_for: str | None = None,
+    corrections: str | None = None,
 ) -> Preset:
     """The preset of one trial; model paths come from the profile's model records."""
     config = summary.configuration
@@ -144,6 +150,8 @@ def build_preset(
             study=study_name, trial=summary.number, task=task,
             hardware_fingerprint=profile.hardware.fingerprint,
             engine_version=profile.engine_version, tool_version=tool_version(),
+            hardware=describe(profile.hardware), tuned_for_fingerprint=tuned_for or None,
+            cost_corrections=corrections or None,
         ),
     )
 

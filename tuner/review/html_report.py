@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from storage import Database, ProfileSet, UserInputError
+from tuner.core.machine import describe
 from tuner.core.trials import TrialSummary
 from tuner.review.figures import (
     acceptance_figure,
@@ -45,7 +46,7 @@ def render_report(review: StudyReview, profile: ProfileSet, validations: list[di
     """The whole report as one HTML document (str)."""
     figures = _Figures()
     sections = [
-        _summary_section(review),
+        _summary_section(review, profile),
         _section("Trials", figures.html(study_figures(review).values())),
         _section(f"Top {top} configurations", _top_table(review.ranked[:top], review)),
         _section("Profile: decode cost", figures.html(_decode_figures(profile))),
@@ -90,13 +91,19 @@ def _section(title: str, body: str) -> str:
     return f"<section>\n<h2>{html.escape(title)}</h2>\n{body}\n</section>"
 
 
-def _summary_section(review: StudyReview) -> str:
+def _summary_section(review: StudyReview, profile: ProfileSet) -> str:
     settings = review.settings
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    tuned_for = ""
+    if settings.corrections:
+        target = settings.target_fingerprint or settings.hardware_fingerprint
+        tuned_for = (f", corrected for <code>{html.escape(target[:12])}</code> by its "
+                     "latency checks")
     facts = (f"Spec <b>{html.escape(settings.spec_name)}</b>, task "
-             f"<b>{html.escape(settings.task)}</b>, hardware "
-             f"<code>{html.escape(settings.hardware_fingerprint)}</code>, engine "
-             f"{html.escape(settings.engine_version)}; report written {created}.")
+             f"<b>{html.escape(settings.task)}</b>, step costs of "
+             f"<b>{html.escape(describe(profile.hardware))}</b>{tuned_for}, engine "
+             f"{html.escape(settings.engine_version)}; latency bound at "
+             f"{settings.confidence:.0%} confidence; report written {created}.")
     note = html.escape(winner_note(review))
     return _section("Summary", f"<p>{facts}</p>\n<pre>{note}</pre>")
 
