@@ -145,8 +145,11 @@ def test_export_writes_files_and_stores_the_preset(workdir, tmp_path):
     assert result.exit_code == 0, result.output
     (vllm_file,) = out.glob("*.vllm.yaml")
     name = vllm_file.name.removesuffix(".vllm.yaml")
-    listed = invoke("--storage", url, "presets", "list")
-    assert listed.output.startswith(f"{name}\tstudy=fam-6s-q0.9\t")
+    listed = json.loads(invoke("--storage", url, "presets", "list", "--json").output)
+    assert (listed[0]["name"], listed[0]["study"]) == (name, "fam-6s-q0.9")
+    assert listed[0]["latency_statistic"] == "p90 latency"
+    table = invoke("--storage", url, "presets", "list").output
+    assert name in table and "(p90 latency)" in table
     shown = json.loads(invoke("--storage", url, "presets", "show", name).output)
     assert shown["latts_preset"] == 1
     assert shown["predicted"]["deadline_s"] == DEADLINE_S

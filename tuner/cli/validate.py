@@ -26,7 +26,7 @@ def _server_starter(server_url: str):
 @click.option("--preset", "preset_name", required=True,
               help="Stored preset name (see `latts-tune presets list`).")
 @click.option("--questions", type=click.IntRange(min=1), default=100, show_default=True,
-              help="How many held-out questions to run.")
+              help="How many questions of --split to run (the validation split by default).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Which disjoint slice of the split to run (0: the first questions).")
 @click.option("--split", default="validation", show_default=True,
@@ -43,7 +43,7 @@ def _server_starter(server_url: str):
 def validate(ctx, preset_name, questions, seed, split, server_url, feedback, as_json):
     """Run a preset on the real engine and compare measured with predicted figures.
 
-    Example: latts-tune validate --preset testbed-2s-q0.9-t57 --questions 100
+    Example: latts-tune validate --preset testbed-150ms-q0.9-t202 --questions 100
     """
     from tuner.cli.progress import RichProgress
     from tuner.cli.validation_tables import validation_footer, validation_json, validation_table

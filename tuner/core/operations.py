@@ -152,7 +152,7 @@ def work_on_study(db: Database, spec: StudySpec, study_name: str, deadline_s: fl
     workspace = open_workspace(db, spec, machine)
     if deadline_s is None and not study_exists(db.url, study_name):
         raise UserInputError(f"study {study_name!r} does not exist in {db.display_url}; give "
-                             "--deadline (e.g. --deadline 2s) to create it")
+                             "--deadline (e.g. --deadline 150ms) to create it")
     with optuna_storage_errors(db):
         study = open_worker_study(db.url, study_name, options)
     if deadline_s is None:

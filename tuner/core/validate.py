@@ -182,7 +182,11 @@ def validate_preset(db: Database, preset_name: str, start_engine: EngineStarter,
     provenance = preset.provenance
     task = get_task(provenance.task)
     chosen = select_questions(task, split, questions, seed)
+    if progress is not None:
+        progress.start(f"starting the engine of {preset_name} (20-60 s)", 1)
     engine = start_engine(*preset_engine_arguments(preset))
+    if progress is not None:
+        progress.advance()
     try:
         hardware, version = engine.hardware(), engine.engine_version()
         profile, simulator = _simulator_for(db, preset, hardware, feedback)
