@@ -190,3 +190,30 @@ def test_readme_main_command_meets_its_deadline_on_a_fresh_database(tmp_path):
     best = json.loads(result.output)["best"][0]
     assert best["latency_s"] <= parse_duration(deadline)
     assert best["configuration"]["model"] in {"tb-small", "tb-medium", "tb-large"}
+
+
+def test_presets_import_predicts_an_edited_preset_again_and_refuses_too_many_branches(
+        workdir, tmp_path):
+    url, spec = workdir
+    assert invoke("--storage", url, "run", "--deadline", "6s", "--spec", str(spec)).exit_code == 0
+    out = tmp_path / "presets"
+    invoke("--storage", url, "export", "--study", "fam-6s-q0.9", "--format", "json",
+           "-o", str(out))
+    (path,) = out.glob("*.preset.json")
+    body = json.loads(path.read_text())
+    body["request"]["n"] = 1
+    path.write_text(json.dumps(body))
+    result = invoke("--storage", url, "presets", "import", str(path))
+    assert result.exit_code == 0 and "prediction was made again" in result.output
+    stored = json.loads(invoke("--storage", url, "presets", "show", body["name"]).output)
+    assert stored["predicted"]["accuracy"] != body["predicted"]["accuracy"]
+    body["request"]["n"] = 9  # the profile has 8 samples per question
+    path.write_text(json.dumps(body))
+    refused = invoke("--storage", url, "presets", "import", str(path), catch=True)
+    assert refused.exit_code == 2
+    assert refused.output.strip().splitlines()[-1].startswith(
+        f"Error: preset {body['name']}: request.n is 9 but the profile has 8 samples")
+    client_half = next(out.glob("*.preset.json")).with_name("x.request.json")
+    client_half.write_text(json.dumps({k: body[k] for k in ("request", "predicted")}))
+    half = invoke("--storage", url, "presets", "import", str(client_half), catch=True)
+    assert "is the client half of a preset" in half.output

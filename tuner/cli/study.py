@@ -157,6 +157,9 @@ def export(ctx, study_name, trial_number, output_format, output_dir):
     click.echo(f"Preset {preset.name} (stored in the database):")
     for path in paths:
         click.echo(f"  {path}")
+    server_files = [path for path in paths if path.name.endswith(".vllm.yaml")]
+    if server_files:
+        click.echo(f"Start the server: {preset.serving.vllm_command(str(server_files[0]))}")
 
 
 @click.group()
@@ -197,8 +200,10 @@ def presets_import(ctx, path):
     """
     from tuner.core.operations import import_preset
 
-    preset = import_preset(open_database(ctx), path)
-    click.echo(f"stored preset {preset.name}")
+    preset, changed = import_preset(open_database(ctx), path)
+    click.echo(f"stored preset {preset.name}"
+               + ("; its prediction was made again for what it now deploys (the file's "
+                  "no longer matched)" if changed else ""))
 
 
 @presets.command("show")

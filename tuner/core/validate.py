@@ -32,6 +32,7 @@ from storage import (
     PresetStore,
     ProfileSet,
     ProfileStore,
+    UserInputError,
     ValidationRecord,
     ValidationStore,
     tool_version,
@@ -160,6 +161,31 @@ def _profile_name(profile: ProfileSet, path: str) -> str:
         if model_path(profile, record.name) == path:
             return record.name
     return model_name(path)
+
+
+def repredict(preset: Preset, profile: ProfileSet) -> Preset:
+    """The preset with its prediction made again from `profile` for what it deploys now
+    (e.g. after `request.n` was edited); UserInputError when the profile cannot predict
+    it (more branches than samples per question, an unprofiled model or speculation)."""
+    config = configuration_of(preset, profile)
+    predicted = preset.predicted
+    objective = LatencyObjective(predicted.latency_statistic, predicted.quantile or 0.9,
+                                 predicted.cutoff, predicted.confidence or 0.5)
+    simulator = Simulator(profile, preset.provenance.task)
+    table = simulator.table(config.model, config.temperature)
+    if config.branches > table.samples_per_question:
+        raise UserInputError(
+            f"preset {preset.name}: request.n is {config.branches} but the profile has "
+            f"{table.samples_per_question} samples per question of {config.model}; lower n "
+            f"to at most {table.samples_per_question} or profile accuracy with --samples "
+            f"{config.branches}")
+    result = simulator.score(config, objective, predicted.deadline_s)
+    return preset.model_copy(update={"predicted": predicted.model_copy(update={
+        "accuracy": result.accuracy,
+        "accuracy_interval": (result.accuracy_low, result.accuracy_high),
+        "latency_s": result.latency_s,
+        "latency_upper_s": result.latency_upper_s if predicted.confidence else None,
+        "mean_latency_s": result.mean_latency_s})})
 
 
 def plan_of(preset: Preset, in_flight: int = 1) -> ExecutionPlan:
