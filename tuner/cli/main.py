@@ -18,6 +18,7 @@ from tuner.cli.calibrate import calibrate
 from tuner.cli.profile import profile
 from tuner.cli.profiles import profiles
 from tuner.cli.review import dashboard, report
+from tuner.cli.serve import serve
 from tuner.cli.study import export, frontier, presets, run, worker
 from tuner.cli.testbed import testbed
 from tuner.cli.validate import validate
@@ -81,6 +82,7 @@ cli.add_command(dashboard)
 cli.add_command(report)
 cli.add_command(validate)
 cli.add_command(calibrate)
+cli.add_command(serve)
 
 
 def _storage_here(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

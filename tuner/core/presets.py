@@ -43,6 +43,10 @@ class Serving(_Section):
     sglang: dict
     environment: dict[str, str] = Field(default_factory=dict)
 
+    def served_model(self) -> str:
+        """The model name the server answers to (its path in presets of release 0.1)."""
+        return str(self.vllm.get("served-model-name") or self.vllm["model"])
+
     def vllm_command(self, config_file: str) -> str:
         """The shell command that starts vLLM from the exported config file."""
         environment = " ".join(f"{k}={v}" for k, v in sorted(self.environment.items()))
@@ -180,6 +184,8 @@ def vllm_arguments(config: Configuration, profile: ProfileSet, max_model_len: in
     """`vllm serve --config` keys: long flag names; the speculative config as a JSON string."""
     arguments: dict = {
         "model": model_path(profile, config.model),
+        # Clients (and the gateway) name the model, not its directory on this machine.
+        "served-model-name": config.model,
         "max-model-len": max_model_len,
         # The prediction assumes the N branches of one request own the engine.
         "max-num-seqs": config.branches,

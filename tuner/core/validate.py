@@ -233,6 +233,42 @@ def validate_preset(db: Database, preset_name: str, start_engine: EngineStarter,
     return ValidationStore(db).add(record)
 
 
+def validate_through_gateway(db: Database, preset_name: str, gateway_url: str, *,
+                             questions: int = 100, seed: int = 0,
+                             split: str = DEFAULT_SPLIT, api_key: str | None = None,
+                             progress: ProgressReporter | None = None) -> ValidationRecord:
+    """Run the preset's questions through its gateway (`latts-tune serve`) on this machine,
+    as a deployed client would, and store predicted vs measured. The gateway votes and
+    cuts at the deadline itself; latency is the client's wall clock."""
+    from profilers import describe_local_hardware
+    from profilers.gateway_client import run_through_gateway
+    from profilers.openai_engine import is_loopback_url
+
+    if not is_loopback_url(gateway_url):
+        raise UserInputError(f"--gateway-url {gateway_url}: validate predicts for this "
+                             "machine, so the gateway must run here (127.0.0.1)")
+    preset = Preset.model_validate(PresetStore(db).get(preset_name).body)
+    task = get_task(preset.provenance.task)
+    hardware = describe_local_hardware()
+    profile, simulator = _simulator_for(db, preset, hardware, feedback=True)
+    config = configuration_of(preset, profile)
+    deadline_s = preset.request.timeout_s or preset.predicted.deadline_s
+    # The gateway answers at the deadline with the branches done by then: a cutoff.
+    prediction = predict(simulator, config, deadline_s, questions)
+    model = preset.serving.served_model()
+    run_through_gateway(gateway_url, model, task, task.load_questions("train",
+                        WARMUP_QUESTIONS), deadline_s, api_key)
+    chosen = select_questions(task, split, questions, seed)
+    if progress is not None:
+        progress.start(f"measuring {len(chosen)} questions through the gateway", len(chosen))
+    report = run_through_gateway(gateway_url, model, task, chosen, deadline_s, api_key,
+                                 progress)
+    record = validation_record(preset_name, preset.provenance.task, split, seed, prediction,
+                               Measurement.of(report), report)
+    record = _with_environment(record, hardware.fingerprint, f"gateway {gateway_url}")
+    return ValidationStore(db).add(record)
+
+
 def _simulator_for(db: Database, preset: Preset, hardware, feedback: bool
                    ) -> tuple[ProfileSet, Simulator]:
     """The profile and simulator that predict the preset on `hardware`: its own step costs
