@@ -190,6 +190,9 @@ def vllm_arguments(config: Configuration, profile: ProfileSet, max_model_len: in
         # The prediction assumes the N branches of one request own the engine.
         "max-num-seqs": config.branches,
         "seed": SEED,
+        # As the profile was measured (profilers.vllm_engine): no graph compilation, which
+        # on a CPU takes minutes at start and changes the step cost.
+        "enforce-eager": True,
     }
     if config.speculation:
         arguments["speculative-config"] = json.dumps(vllm_speculative_config(
