@@ -104,7 +104,7 @@ def _run_measured(ctx, spec, deadline, latency, study_name, as_json, budget_tria
 
 @click.command()
 @click.option("--deadlines", type=DurationRange(), required=True,
-              help="START:STOP:COUNT evenly spaced deadlines, e.g. 60ms:200ms:8.")
+              help="START:STOP:COUNT evenly spaced deadlines, e.g. 70ms:200ms:8.")
 @spec_option
 @quantile_option
 @mean_option
@@ -117,7 +117,7 @@ def frontier(ctx, deadlines, spec_path, quantile, mean, cutoff, confidence, hard
              as_json):
     """Show the best predicted accuracy for each deadline and where the optimum changes.
 
-    Example: latts-tune frontier --deadlines 60ms:200ms:8
+    Example: latts-tune frontier --deadlines 70ms:200ms:8
     """
     from tuner.cli.tables import frontier_json, frontier_table
     from tuner.core.operations import deadline_frontier
