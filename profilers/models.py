@@ -52,6 +52,27 @@ def read_model_record(path: str, role: str) -> ModelRecord:
     )
 
 
+def checkpoint_dtype(path: str) -> str:
+    """The dtype a local checkpoint was saved in (e.g. "float32"), "auto" when not known.
+
+    Engines run at this dtype unless told otherwise: vLLM's "auto" downcasts float32
+    checkpoints to bfloat16 on every x86 CPU, which without AVX512-BF16 decodes about 7x
+    slower than the float32 the profiles were measured at (calibrate, AMD EPYC, 2026-11-27).
+    """
+    config_file = Path(path).expanduser() / "config.json"
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return "auto"
+    if not isinstance(config, dict):
+        return "auto"
+    dtype = config.get("dtype") or config.get("torch_dtype")
+    return dtype if isinstance(dtype, str) and dtype in CHECKPOINT_DTYPES else "auto"
+
+
+CHECKPOINT_DTYPES = ("float32", "float16", "bfloat16")
+
+
 def register_engine_models(store: ProfileStore, engine: Engine) -> None:
     """Store the engine's target and draft models unless already known (measurements
     reference them); a model that is not a local directory is stored by name only."""

@@ -27,6 +27,7 @@ from profilers.engine import (
     sampling_per_prompt,
 )
 from profilers.hardware import describe_local_hardware
+from profilers.models import checkpoint_dtype
 from storage import HardwareRecord, UserInputError
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class VllmEngine:
             model=model,
             speculative_config=spec_config,
             max_model_len=max_model_len,
-            dtype=dtype,
+            dtype=checkpoint_dtype(model) if dtype == "auto" else dtype,
             seed=seed,
             enforce_eager=True,
             disable_log_stats=False,  # without it metrics are None and counters never move

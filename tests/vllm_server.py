@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from profilers.models import checkpoint_dtype
+
 START_TIMEOUT_S = 240
 STOP_TIMEOUT_S = 30
 
@@ -76,6 +78,8 @@ def start_vllm_server(model: str, *args: str, speculative: dict | None = None) -
     port = free_port()
     command = [sys.executable, "-m", "profilers.vllm_cli", "serve", model,
                "--host", "127.0.0.1", "--port", str(port), *args]
+    if "--dtype" not in args:  # as the engines of the profile ran (profilers.models)
+        command += ["--dtype", checkpoint_dtype(model)]
     if speculative is not None:
         command += ["--speculative-config", json.dumps(speculative)]
     log_path = Path(tempfile.mkdtemp(prefix="latts-vllm-serve-")) / "server.log"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import httpx
+import numpy as np
 import openai
 import pytest
 from gateway_support import (
@@ -33,7 +34,14 @@ from gateway_support import (
 )
 
 from profilers import get_task
-from profilers.voting import VOTE_RULES, Ballot, Verdict, VoteRule, register_vote_rule
+from profilers.voting import (
+    VOTE_RULES,
+    Ballot,
+    Replay,
+    Verdict,
+    VoteRule,
+    register_vote_rule,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -56,7 +64,11 @@ class FirstFinished(VoteRule):
         return Verdict(ballots[0].answer if ballots else None, final=bool(ballots))
 
     def replay(self, codes, finished=None):
-        raise NotImplementedError("the gateway uses the scalar form only")
+        done = np.ones(codes.shape, bool) if finished is None else finished
+        first = np.argmax(done, axis=-1)[..., None]
+        any_done = done.any(axis=-1)
+        winner = np.where(any_done, np.take_along_axis(codes, first, axis=-1)[..., 0], -1)
+        return Replay(winner, np.where(any_done, first[..., 0] + 1, 0))
 
 
 assert "test-first-finished" in VOTE_RULES

@@ -7,6 +7,7 @@ Kept small for CI: tb-small only, a few questions, one engine start per command.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import yaml
@@ -115,7 +116,10 @@ def test_calibrate_checks_slices_on_the_engine_within_its_budget(tmp_path, small
     report = json.loads(result.stdout)
     assert [c["configuration"] for c in report["checked"]] == [
         "tb-small", "tb-small + tb-draft gamma=2"]
-    assert all(0.2 < c["scale"] < 5 for c in report["checked"])
+    scales = [c["scale"] for c in report["checked"]]
+    # Not near 1: machines with the profile's fingerprint measured 6.4-6.9 on 2026-11-27
+    # (the profile's machine was faster), which is what calibrating is for.
+    assert all(0.05 < s < 50 for s in scales), scales
     assert elapsed_s < 150 + 30  # the budget holds, bar one request round
     with Database(url) as db:
         from profilers import describe_local_hardware
@@ -125,5 +129,6 @@ def test_calibrate_checks_slices_on_the_engine_within_its_budget(tmp_path, small
     assert all(len(c.measured_latencies_s) == 3 for c in checks)
     corrections = Corrections(checks)
     assert corrections.for_slice("tb-small", None).checks == 2
+    assert math.isclose(corrections.for_slice("tb-small", None).scale, scales[0], rel_tol=1e-9)
     ran = invoke("--storage", url, "run", "--deadline", "60s", "--spec", str(spec))
     assert ran.output.splitlines()[0].endswith("corrected by 4 calibration runs.")

@@ -20,7 +20,8 @@ _model_option = click.option(
 _engine_options = [
     click.option("--max-model-len", type=click.IntRange(min=16), default=None,
                  help="Engine context limit (tokens); default: the model's."),
-    click.option("--dtype", default="auto", show_default=True, help="Engine dtype."),
+    click.option("--dtype", default="auto", show_default=True,
+                 help="Engine dtype (auto: the checkpoint's own, not vLLM's CPU downcast)."),
     click.option("--server-url", default=None, metavar="URL",
                  help="Measure through a running OpenAI-compatible server (vllm serve) at URL "
                       "instead of starting vLLM here; for decode and acceptance, --draft and "

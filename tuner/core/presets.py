@@ -18,6 +18,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from profilers.models import checkpoint_dtype
 from profilers.speculation import sglang_speculative_arguments, vllm_speculative_config
 from profilers.voting import vote_rule
 from storage import ProfileSet, Speculation, UserInputError, tool_version
@@ -190,6 +191,8 @@ def vllm_arguments(config: Configuration, profile: ProfileSet, max_model_len: in
         # The prediction assumes the N branches of one request own the engine.
         "max-num-seqs": config.branches,
         "seed": SEED,
+        # As the profile was measured: vLLM's own "auto" would downcast a float32 checkpoint.
+        "dtype": checkpoint_dtype(model_path(profile, config.model)),
         # As the profile was measured (profilers.vllm_engine): no graph compilation, which
         # on a CPU takes minutes at start and changes the step cost.
         "enforce-eager": True,
@@ -206,6 +209,7 @@ def sglang_arguments(config: Configuration, profile: ProfileSet, max_model_len: 
         "model-path": model_path(profile, config.model),
         "context-length": max_model_len,
         "random-seed": SEED,
+        "dtype": checkpoint_dtype(model_path(profile, config.model)),
     }
     if config.speculation:
         arguments.update(sglang_speculative_arguments(
