@@ -32,6 +32,8 @@ MAX_PRESET_BYTES = 1 * MB
 # with 64 samples per question for 3 models is ~80 MB. Refusing a gzip bomb costs inflating
 # the cap once (~0.3 s for 128 MB on an idle core); parsed, JSON takes ~10x its size.
 MAX_PROFILE_BYTES = 128 * MB
+# A benchmark's questions: MATH-500 is 0.4 MB, GSM8K's test set 0.7 MB.
+MAX_TASK_BYTES = 64 * MB
 # Specs and presets nest 3-4 levels and use an alias or two, if any.
 YAML_MAX_DEPTH = 32
 YAML_MAX_ALIASES = 100
