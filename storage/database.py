@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -77,9 +78,8 @@ class Database:
         self.url = _with_connect_timeout(resolved, self._parsed, connect_timeout_s)
         self._engine = _create_engine(make_url(self.url))
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
-        what = f"the database server of {self.display_url} to accept a connection"
         try:
-            with announced(what, connect_timeout_s):
+            with self._announced_connect(connect_timeout_s):
                 migrate(self._engine)
         except SQLAlchemyError as error:
             self._engine.dispose()
@@ -90,6 +90,14 @@ class Database:
             raise ForeignDatabase(f"database {self.display_url!r} {error}; name a new or a "
                                   "latts-tune database with --storage") from None
         logger.debug("opened database %s", self.display_url)
+
+    def _announced_connect(self, timeout_s: float):
+        """A notice if a database server is slow to accept the connection (a SQLite file
+        waits only for a lock, `SQLITE_BUSY_TIMEOUT_S`)."""
+        if self._parsed.get_backend_name() == "sqlite":
+            return contextlib.nullcontext()
+        return announced(f"the database server of {self.display_url} to accept a connection",
+                         timeout_s)
 
     @property
     def display_url(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib.util
 import json
 import sqlite3
 
@@ -365,7 +366,7 @@ CASES.update({
     "deadline-none-feasible": ("run --deadline 1e-9s --spec {root}/fam.yaml",
                                "Error: no configuration meets the 1e-06ms deadline; the "
                                "fastest is small N=1 T=1 with p90 latency 1.855s (at most "
-                               "2.078s with 90% confidence); allow at least 2.078s"),
+                               "2.193s with 90% confidence); allow at least 2.193s"),
     "spec-same-name-other-space": ("run --deadline 6s --spec {root}/fam-narrow.yaml",
                                    "Error: study 'fam-6s-q0.9' was made from a spec with another "
                                    "search space (branches.max: None in the study, 4 in the "
@@ -373,8 +374,14 @@ CASES.update({
 })
 
 
+# Cases checked by vLLM's own `vllm serve` parser, which only an installed vLLM has.
+NEEDS_VLLM = {"preset-vllm-refuses-type", "preset-vllm-refuses-flag"}
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_line_and_changes_nothing(world, case):
+    if case in NEEDS_VLLM and importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM is not installed: serving.vllm is checked by our schema only")
     url, root = world
     args, expected = CASES[case]
     before = _dump(url)

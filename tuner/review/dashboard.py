@@ -68,8 +68,8 @@ class DashboardStorage(RDBStorage):
         return next(trial for trial in complete if trial.number == number)
 
 
-class DashboardWriteRefused(PermissionError):
-    """A write through the read-only dashboard."""
+class DashboardWriteRefused(UserInputError):
+    """A write through the read-only dashboard (its message says how to allow writes)."""
 
 
 READ_ONLY_REASON = ("the dashboard is read-only; restart it with `latts-tune dashboard "
