@@ -10,6 +10,10 @@ it is recorded as "remote, unknown" keyed by the server's address.
 
 The server's configuration is the server's: `speculative` states what it was started with
 (model, draft, gamma), and is checked against the per-position counters it reports.
+
+Every wait on the server is bounded: `timeout_s` for connecting and for each read (so a
+stream may run long while tokens keep coming); a server that does not answer in time is a
+`ServerTimeout`, one line naming what was awaited.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from profilers.engine import (
 )
 from profilers.hardware import describe_local_hardware, fingerprint_of
 from profilers.vllm_engine import SPEC_COUNTER_FIELDS, SPEC_PER_POSITION_COUNTER
-from storage import HardwareRecord, UserInputError
+from storage import NETWORK_TIMEOUT_S, HardwareRecord, UserInputError, announced
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,10 @@ STEP_WAIT_S = 0.01  # how long step() waits for output; bounds the deadline chec
 
 class ServerError(RuntimeError):
     """The server answered a request with an error or an unreadable stream."""
+
+
+class ServerTimeout(UserInputError):
+    """The server accepted no connection or sent nothing within the timeout."""
 
 
 def parse_spec_counters(metrics_text: str) -> SpecCounters:
@@ -144,21 +152,21 @@ class OpenAIServerEngine:
     to store measurements under (default: the served model id); with `model_must_be_served`
     the server must serve exactly that id (to run a preset on the model it deploys).
     `speculative`: what the server was started with; None when it runs without a draft.
-    `api_key`: sent as a bearer token (a server started with --api-key). `transport`: an
-    httpx transport (tests).
+    `api_key`: sent as a bearer token (a server started with --api-key). `timeout_s`: the
+    longest wait to connect and for each read. `transport`: an httpx transport (tests).
     """
 
     def __init__(self, base_url: str, model: str | None = None,
                  speculative: SpeculativeConfig | None = None, api_key: str | None = None,
-                 timeout_s: float = 600.0, transport=None,
+                 timeout_s: float = NETWORK_TIMEOUT_S, transport=None,
                  model_must_be_served: bool = False) -> None:
         import httpx
 
         self.base_url = base_url.rstrip("/").removesuffix("/v1")
+        self.timeout_s = timeout_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(base_url=self.base_url, headers=headers,
-                                    timeout=httpx.Timeout(timeout_s, connect=10.0),
-                                    transport=transport)
+                                    timeout=httpx.Timeout(timeout_s), transport=transport)
         self.served_model = self._served_model_id(model, model_must_be_served)
         self.model = model or self.served_model
         self.speculative = speculative
@@ -173,13 +181,21 @@ class OpenAIServerEngine:
     def _get(self, path: str):
         import httpx
 
+        what = f"the server at {self.base_url} to answer GET {path}"
         try:
-            response = self._client.get(path)
+            with announced(what, self.timeout_s):
+                return self._client.get(path)
+        except httpx.TimeoutException as error:
+            raise self._timeout(f"GET {path}") from error
         except httpx.TransportError as error:
             raise UserInputError(f"cannot reach the server at {self.base_url} ({error}); "
                                  "start it (vllm serve MODEL --port N) or fix --server-url"
                                  ) from error
-        return response
+
+    def _timeout(self, what: str) -> ServerTimeout:
+        return ServerTimeout(f"the server at {self.base_url} did not answer {what} within "
+                             f"{self.timeout_s:g} s; check that it is up and serving, or "
+                             "raise --network-timeout")
 
     def _served_model_id(self, wanted: str | None, must_be_served: bool) -> str:
         response = self._get("/v1/models")
@@ -292,16 +308,19 @@ class OpenAIServerEngine:
         timings = [_PromptTiming() for _ in prompts]
         prompt_tokens = [len(p) if isinstance(p, list) else 0 for p in prompts]
         submitted_s = time.perf_counter()
-        with self._stream(self._body(list(prompts), sampling)) as response:
-            _raise_for_status(response)
-            for event in _sse_events(response):
-                now_s = time.perf_counter()
-                for choice in event.get("choices") or ():
-                    prompt_index, branch_index = divmod(choice["index"], n)
-                    if choice.get("prompt_token_ids"):
-                        prompt_tokens[prompt_index] = len(choice["prompt_token_ids"])
-                    _apply(branches[prompt_index][branch_index], timings[prompt_index],
-                           choice, now_s)
+        try:
+            with self._stream(self._body(list(prompts), sampling)) as response:
+                _raise_for_status(response)
+                for event in _sse_events(response):
+                    now_s = time.perf_counter()
+                    for choice in event.get("choices") or ():
+                        prompt_index, branch_index = divmod(choice["index"], n)
+                        if choice.get("prompt_token_ids"):
+                            prompt_tokens[prompt_index] = len(choice["prompt_token_ids"])
+                        _apply(branches[prompt_index][branch_index], timings[prompt_index],
+                               choice, now_s)
+        except _timeouts() as error:
+            raise self._timeout("a completion request") from error
         return [_result(b, t, tokens, submitted_s)
                 for b, t, tokens in zip(branches, timings, prompt_tokens, strict=True)]
 
@@ -352,6 +371,8 @@ class OpenAIServerEngine:
         except queue.Empty:
             return deltas
         while True:
+            if isinstance(item, _timeouts()):
+                raise self._timeout("a streaming completion request") from item
             if isinstance(item, Exception):
                 raise ServerError(f"streaming request failed: {item}") from item
             if item.request_id not in self._aborted:
@@ -374,6 +395,12 @@ class OpenAIServerEngine:
     def close(self) -> None:
         self.abort(list(self._streams))
         self._client.close()
+
+
+def _timeouts() -> type[Exception]:
+    import httpx
+
+    return httpx.TimeoutException
 
 
 def _raise_for_status(response) -> None:

@@ -9,8 +9,16 @@ With the `vllm` package (GPU) use the `vllm` command itself.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.metadata
+import importlib.util
+import io
+import os
 import sys
+import tempfile
+
+import yaml
 
 
 def _patch_version_lookup() -> None:
@@ -33,6 +41,50 @@ def main() -> int:
 
     sys.argv[0] = "vllm"
     return vllm_main()
+
+
+def serve_argument_problem(arguments: dict) -> str | None:
+    """What `vllm serve --config FILE` would refuse in `arguments` (a preset's serving.vllm:
+    an unknown flag, a value of the wrong type), or None; None also without vLLM installed.
+
+    vLLM's own parser reads the file, so the check is the server's; importing it takes
+    seconds, and it happens only here, when a user hands in a preset.
+    """
+    if importlib.util.find_spec("vllm") is None:
+        return None
+    parser = _serve_parser()
+    handle, path = tempfile.mkstemp(suffix=".yaml", prefix="latts-preset-")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            yaml.safe_dump(arguments, stream)
+        with contextlib.redirect_stdout(io.StringIO()):  # a `help` flag prints the manual
+            parser.parse_args(["--config", path])
+    except (_Refused, ValueError, TypeError) as error:
+        return str(error).strip().splitlines()[0]
+    except SystemExit:  # argparse's own exit, e.g. for a `help` flag
+        return "it makes vllm serve exit at once (a help or version flag?)"
+    finally:
+        os.unlink(path)
+    return None
+
+
+class _Refused(Exception):
+    """vLLM's parser refused the arguments (argparse would print and exit instead)."""
+
+
+@functools.cache
+def _serve_parser():
+    try:
+        from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    except ImportError:  # vLLM releases before the launchers package
+        from vllm.entrypoints.openai.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    class Parser(FlexibleArgumentParser):
+        def error(self, message: str):
+            raise _Refused(message)
+
+    return make_arg_parser(Parser(prog="vllm serve"))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,20 @@ from storage.claims import ClaimStore, worker_id
 from storage.database import Database, resolve_url
 from storage.details import AccuracyStats, CostGrid, ModelDetails, describe_model
 from storage.errors import LattsError, StorageError, StorageUnavailable, UserInputError
+from storage.files import (
+    MAX_PRESET_BYTES,
+    MAX_PROFILE_BYTES,
+    MAX_SPEC_BYTES,
+    MAX_TASK_BYTES,
+    YamlRefused,
+    inside,
+    load_document,
+    load_yaml,
+    output_folder,
+    read_text,
+    staged_files,
+    write_files,
+)
 from storage.presets import PresetStore
 from storage.profiles import ProfileRecords, ProfileStore, short_fingerprint
 from storage.records import (
@@ -32,11 +46,26 @@ from storage.transfer import (
     tool_version,
 )
 from storage.validations import ValidationStore
+from storage.waits import NETWORK_TIMEOUT_S, announced
 
 __all__ = [
     "ClaimStore",
     "worker_id",
     "FORMAT_VERSION",
+    "MAX_PRESET_BYTES",
+    "NETWORK_TIMEOUT_S",
+    "MAX_PROFILE_BYTES",
+    "MAX_SPEC_BYTES",
+    "MAX_TASK_BYTES",
+    "YamlRefused",
+    "announced",
+    "inside",
+    "load_document",
+    "load_yaml",
+    "output_folder",
+    "read_text",
+    "staged_files",
+    "write_files",
     "AcceptanceRecord",
     "AccuracySample",
     "AccuracyStats",

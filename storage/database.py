@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.errors import StorageError, StorageUnavailable
 from storage.schema import Base
+from storage.waits import NETWORK_TIMEOUT_S, announced
 
 logger = logging.getLogger(__name__)
 
@@ -48,21 +51,53 @@ def resolve_url(text: str) -> str:
     return text
 
 
-class Database:
-    """An open database holding our tables (created if missing); use `.session()` to work."""
+# Optuna's RDBStorage tables, which share the database with ours.
+OPTUNA_TABLES = frozenset({
+    "studies", "study_directions", "study_user_attributes", "study_system_attributes",
+    "trials", "trial_user_attributes", "trial_system_attributes", "trial_params",
+    "trial_values", "trial_intermediate_values", "trial_heartbeats", "version_info",
+    "alembic_version",
+})
+MIN_CONNECT_TIMEOUT_S = 2  # libpq's floor: it reads anything smaller as 2 s
 
-    def __init__(self, url: str) -> None:
-        self.url = resolve_url(url)
-        self._parsed = make_url(self.url)
-        self._engine = _create_engine(self._parsed)
+
+class ForeignDatabase(StorageUnavailable):
+    """The database holds tables that neither latts-tune nor Optuna wrote."""
+
+
+class Database:
+    """An open database holding our tables (created if missing); use `.session()` to work.
+
+    A PostgreSQL server gets `connect_timeout_s` to accept a connection (added to the URL
+    unless it names its own, so Optuna's connections have it too).
+    """
+
+    def __init__(self, url: str, connect_timeout_s: float = NETWORK_TIMEOUT_S) -> None:
+        resolved = resolve_url(url)
+        self._parsed = make_url(resolved)
+        self.url = _with_connect_timeout(resolved, self._parsed, connect_timeout_s)
+        self._engine = _create_engine(make_url(self.url))
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         try:
-            migrate(self._engine)
+            with self._announced_connect(connect_timeout_s):
+                migrate(self._engine)
         except SQLAlchemyError as error:
             self._engine.dispose()
             raise StorageUnavailable(f"cannot open database {self.display_url!r}: "
                                      f"{_detail(error)}; check the --storage URL") from error
+        except ForeignDatabase as error:
+            self._engine.dispose()
+            raise ForeignDatabase(f"database {self.display_url!r} {error}; name a new or a "
+                                  "latts-tune database with --storage") from None
         logger.debug("opened database %s", self.display_url)
+
+    def _announced_connect(self, timeout_s: float):
+        """A notice if a database server is slow to accept the connection (a SQLite file
+        waits only for a lock, `SQLITE_BUSY_TIMEOUT_S`)."""
+        if self._parsed.get_backend_name() == "sqlite":
+            return contextlib.nullcontext()
+        return announced(f"the database server of {self.display_url} to accept a connection",
+                         timeout_s)
 
     @property
     def display_url(self) -> str:
@@ -155,6 +190,10 @@ def migrate(engine: Engine) -> None:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": MIGRATION_LOCK})
         tables = set(inspect(connection).get_table_names())
+        foreign = foreign_tables(connection, tables)
+        if foreign:  # before any write: another application's data stays as it was
+            raise ForeignDatabase(f"holds tables neither latts-tune nor Optuna wrote "
+                                  f"({', '.join(foreign[:5])}{', ...' if foreign[5:] else ''})")
         config = _alembic_config(connection)
         if not {t for t in tables if t.startswith("latts_")} - {VERSION_TABLE}:
             Base.metadata.create_all(connection)
@@ -163,6 +202,28 @@ def migrate(engine: Engine) -> None:
         if VERSION_TABLE not in tables:
             alembic_command.stamp(config, BASELINE_REVISION)
         alembic_command.upgrade(config, "head")
+
+
+def foreign_tables(connection, tables: set[str]) -> list[str]:
+    """Tables of `tables` that are neither ours (latts_*) nor Optuna's; Optuna's names
+    count as Optuna's only beside its `version_info` table (an unrelated `studies` table
+    is another application's)."""
+    unknown = {t for t in tables if not t.startswith("latts_")} - OPTUNA_TABLES
+    optuna = tables & OPTUNA_TABLES
+    if optuna and not _is_optuna_schema(connection, tables):
+        unknown |= optuna
+    return sorted(unknown)
+
+
+def _is_optuna_schema(connection, tables: set[str]) -> bool:
+    if "version_info" not in tables:
+        return False
+    inspector = inspect(connection)
+    columns = {c["name"] for c in inspector.get_columns("version_info")}
+    if not {"schema_version", "library_version"} <= columns:
+        return False
+    return "studies" not in tables or "study_name" in {
+        c["name"] for c in inspector.get_columns("studies")}
 
 
 @functools.cache
@@ -188,6 +249,16 @@ def _alembic_config(connection):
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     return config
+
+
+def _with_connect_timeout(text: str, url: URL, timeout_s: float) -> str:
+    """`text`, with `connect_timeout` for a PostgreSQL server unless it has one (without
+    one, a server that accepts and never answers held a command for 133 s)."""
+    if url.get_backend_name() != "postgresql" or "connect_timeout" in url.query:
+        return text
+    seconds = max(MIN_CONNECT_TIMEOUT_S, math.ceil(timeout_s))
+    return url.update_query_dict({"connect_timeout": str(seconds)}).render_as_string(
+        hide_password=False)
 
 
 def _create_engine(url: URL) -> Engine:

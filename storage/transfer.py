@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import os
 import types
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 from storage.errors import UserInputError
+from storage.files import MAX_PROFILE_BYTES, load_document, read_text, write_files
+from storage.plausible import impossible_value
 from storage.profiles import ProfileRecords, ProfileStore
 from storage.records import (
     AcceptanceRecord,
@@ -71,12 +74,11 @@ def export_profiles(
     records = store.read(hardware_fingerprint)
     if not any(records.counts().values()):
         raise UserInputError(f"no profiles in {store.url}; nothing to export")
-    partial = path.with_name(path.name + ".partial")
     if file_format == ".csv":
-        _write_csv(partial, records)
+        content: str | bytes = _csv_text(records)
     else:
-        _write_json(partial, records, compressed=file_format == ".json.gz")
-    os.replace(partial, path)  # never leave a half-written export under the real name
+        content = _json_bytes(records, compressed=file_format == ".json.gz")
+    write_files({path: content})  # never leaves a half-written export under the real name
     return records.counts()
 
 
@@ -93,10 +95,7 @@ def read_profile_file(path: str | os.PathLike) -> ProfileRecords:
     """Parse and check a profile file without touching any database."""
     path = Path(path)
     file_format = _format_of(path)
-    if file_format == ".csv":
-        records = _read_csv(path)
-    else:
-        records = _read_json(path, compressed=file_format == ".json.gz")
+    records = _read_csv(path) if file_format == ".csv" else _read_json(path)
     _check_references(path, records)
     return records
 
@@ -112,25 +111,17 @@ def _format_of(path: Path) -> str:
                          "*.json.gz or *.csv")
 
 
-def _write_json(path: Path, records: ProfileRecords, compressed: bool) -> None:
+def _json_bytes(records: ProfileRecords, compressed: bool) -> bytes:
     document: dict[str, Any] = {FORMAT_KEY: FORMAT_VERSION, "tool_version": tool_version()}
     for key in _KINDS:
         document[key] = [_jsonable(record) for record in getattr(records, key)]
-    text = json.dumps(document, indent=1)
-    if compressed:  # mtime=0: the same profile always gives the same bytes
-        path.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
-    else:
-        path.write_text(text, encoding="utf-8")
+    data = json.dumps(document, indent=1).encode("utf-8")
+    # mtime=0: the same profile always gives the same bytes
+    return gzip.compress(data, mtime=0) if compressed else data
 
 
-def _read_json(path: Path, compressed: bool) -> ProfileRecords:
-    opener = gzip.open if compressed else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as stream:
-            document = json.load(stream)
-    except (OSError, EOFError, UnicodeDecodeError, ValueError) as error:
-        raise UserInputError(f"{path} is not a readable profile file (truncated or corrupt?): "
-                             f"{_first_line(error)}") from error
+def _read_json(path: Path) -> ProfileRecords:
+    document = load_document(path, "profile file", MAX_PROFILE_BYTES)
     if not isinstance(document, dict):
         raise UserInputError(f"{path} is not a latts-tune profile file (not a JSON object)")
     _check_version(path, document.get(FORMAT_KEY))
@@ -145,29 +136,30 @@ def _read_json(path: Path, compressed: bool) -> ProfileRecords:
     return ProfileRecords(**kinds)
 
 
-def _write_csv(path: Path, records: ProfileRecords) -> None:
+def _csv_text(records: ProfileRecords) -> str:
     columns = list(_CSV_META)
     for _name, record_class in _KINDS.values():
         columns += [f.name for f in fields(record_class) if f.name not in columns]
-    with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, columns, restval="")
-        writer.writeheader()
-        writer.writerow({"record": "meta", FORMAT_KEY: FORMAT_VERSION,
-                         "tool_version": tool_version()})
-        for key, (name, _record_class) in _KINDS.items():
-            for record in getattr(records, key):
-                cells = {k: _cell(v) for k, v in _jsonable(record).items()}
-                writer.writerow({"record": name, **cells})
-        writer.writerow({"record": "end"})
+    stream = io.StringIO(newline="")
+    writer = csv.DictWriter(stream, columns, restval="")
+    writer.writeheader()
+    writer.writerow({"record": "meta", FORMAT_KEY: FORMAT_VERSION,
+                     "tool_version": tool_version()})
+    for key, (name, _record_class) in _KINDS.items():
+        for record in getattr(records, key):
+            cells = {k: _cell(v) for k, v in _jsonable(record).items()}
+            writer.writerow({"record": name, **cells})
+    writer.writerow({"record": "end"})
+    return stream.getvalue()
 
 
 def _read_csv(path: Path) -> ProfileRecords:
+    text = read_text(path, "profile file", MAX_PROFILE_BYTES)
     try:
-        with open(path, newline="", encoding="utf-8") as stream:
-            rows = list(csv.DictReader(stream))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as error:
         raise UserInputError(f"{path} is not a readable profile file (truncated or corrupt?): "
-                             f"{_first_line(error)}") from error
+                             f"{_first_line(error)}") from None
     if not rows or "record" not in rows[0] or rows[0]["record"] != "meta":
         raise UserInputError(f"{path} is not a latts-tune profile file (no 'meta' row first)")
     _check_version(path, _int_or_text(rows[0].get(FORMAT_KEY)))
@@ -278,7 +270,11 @@ def _build(path: Path, where: str, record_class: type, data: object) -> Any:
         if allowed and values[name] not in allowed:
             raise UserInputError(f"{path}: {where}.{name}: {values[name]!r} is not one of "
                                  f"{', '.join(sorted(allowed))}")
-    return record_class(**values)
+    record = record_class(**values)
+    problem = impossible_value(record)
+    if problem:
+        raise UserInputError(f"{path}: {where}.{problem}")
+    return record
 
 
 def _required(field: Any) -> bool:

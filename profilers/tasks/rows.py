@@ -6,7 +6,7 @@ import json
 import zlib
 from pathlib import Path
 
-from storage import UserInputError
+from storage import MAX_TASK_BYTES, UserInputError, read_text
 
 # Hash buckets out of 10 per split. "test" is every row (a benchmark's own full set; it
 # overlaps the others): use it to report one number, the others to tune and validate.
@@ -39,13 +39,15 @@ def read_jsonl(path: str, required: tuple[str, ...]) -> list[dict]:
     if not file.is_file():
         raise UserInputError(f"task file '{path}' does not exist; pass the path of a JSONL file")
     rows = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    text = read_text(file, "task file", MAX_TASK_BYTES)  # bounded, UTF-8 checked
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise UserInputError(f"{path}:{number}: not JSON ({error.msg}); "
+        except (json.JSONDecodeError, RecursionError) as error:
+            reason = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
+            raise UserInputError(f"{path}:{number}: not JSON ({reason}); "
                                  "write one JSON object per line") from error
         missing = [field for field in required if not isinstance(row, dict) or field not in row]
         if missing:

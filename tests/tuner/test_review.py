@@ -123,8 +123,9 @@ def test_dashboard_warns_on_an_explicit_public_host(monkeypatch):
     result = invoke("--storage", "sqlite://", "dashboard", "--host", "0.0.0.0", "--port",
                     "9999", catch=False)
     assert result.exit_code == 0
-    assert result.output.startswith("Warning: binding 0.0.0.0:")
-    assert served == [("sqlite://", "0.0.0.0", 9999)]
+    assert result.output.startswith("Warning: binding 0.0.0.0: anyone who can reach this "
+                                    "machine on port 9999 can read the studies.")
+    assert served == [("sqlite://", "0.0.0.0", 9999, False)]  # read-only: no --allow-writes
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "http"])

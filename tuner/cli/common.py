@@ -38,6 +38,12 @@ class IntList(click.ParamType):
 
 
 DATABASE_KEY = "latts_database"
+NETWORK_TIMEOUT_KEY = "network_timeout_s"
+
+
+def network_timeout_s(ctx: click.Context) -> float:
+    """--network-timeout: how long any one network wait may last, in seconds."""
+    return ctx.find_root().obj[NETWORK_TIMEOUT_KEY]
 
 
 def open_database(ctx: click.Context) -> Database:
@@ -45,7 +51,7 @@ def open_database(ctx: click.Context) -> Database:
     the one way every command opens it."""
     root = ctx.find_root()
     if DATABASE_KEY not in root.meta:
-        database = Database(root.obj["storage"])
+        database = Database(root.obj["storage"], connect_timeout_s=network_timeout_s(ctx))
         root.call_on_close(database.close)
         root.meta[DATABASE_KEY] = database
     return root.meta[DATABASE_KEY]
@@ -68,26 +74,28 @@ def speculative_config(draft_path: str, gamma: int):
     return SpeculativeConfig.draft_model(draft_path, gamma)
 
 
-def server_engine(server_url: str, model: str, speculative, *,
+def server_engine(server_url: str, model: str, speculative, timeout_s: float, *,
                   model_must_be_served: bool = False):
-    """A client of the OpenAI-compatible server at `server_url`; the API key (a server
-    started with --api-key) comes from LATTS_TUNE_API_KEY, never from the command line,
-    where other users of the machine could read it."""
+    """A client of the OpenAI-compatible server at `server_url`, waiting at most
+    `timeout_s` for any answer; the API key (a server started with --api-key) comes from
+    LATTS_TUNE_API_KEY, never from the command line, where other users could read it."""
     from profilers.openai_engine import OpenAIServerEngine
 
     return OpenAIServerEngine(server_url, model=model, speculative=speculative,
                               api_key=os.environ.get(API_KEY_VARIABLE) or None,
-                              model_must_be_served=model_must_be_served)
+                              timeout_s=timeout_s, model_must_be_served=model_must_be_served)
 
 
-def engine_pool(max_model_len: int | None, dtype: str, server_url: str | None = None):
+def engine_pool(ctx: click.Context, max_model_len: int | None, dtype: str,
+                server_url: str | None = None):
     """An EnginePool of vLLM engines (one live at a time; they are closed on exit), or of
     clients of the server at `server_url` (which runs one configuration)."""
     from profilers import EnginePool
 
     if server_url is not None:
+        timeout_s = network_timeout_s(ctx)
         return EnginePool(lambda model, speculative: server_engine(server_url, model,
-                                                                   speculative))
+                                                                   speculative, timeout_s))
 
     from profilers.vllm_engine import VllmEngine
 

@@ -2,7 +2,8 @@
 
 User mistakes (our `UserInputError`s) become one ``Error: ...`` line and exit code 2;
 anything else is a bug and keeps its traceback. SIGTERM is handled like Ctrl-C, so a
-terminated run closes its engines and stores what it finished.
+terminated run closes its engines and stores what it finished; either ends the command
+with one ``Interrupted...`` line and exit code 130 (commands that resume say how).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import click
 
 from storage.errors import UserInputError
 from tuner.cli.calibrate import calibrate
+from tuner.cli.common import NETWORK_TIMEOUT_KEY
+from tuner.cli.options import Duration
 from tuner.cli.profile import profile
 from tuner.cli.profiles import profiles
 from tuner.cli.review import dashboard, report
@@ -24,10 +27,13 @@ from tuner.cli.testbed import testbed
 from tuner.cli.validate import validate
 
 DEFAULT_STORAGE = "sqlite:///latts-tune.db"
+DEFAULT_NETWORK_TIMEOUT = "30s"
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report it
 
 
 class LattsGroup(click.Group):
-    """A click group that turns our user errors into a one-line message, exit code 2."""
+    """A click group that turns our user errors into a one-line message, exit code 2, and
+    an interrupt (Ctrl-C, SIGTERM) into one line, exit code 130."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -35,6 +41,9 @@ class LattsGroup(click.Group):
         except UserInputError as error:
             click.echo(f"Error: {error}", err=True)
             ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("Interrupted: stopped before writing anything half-done.", err=True)
+            ctx.exit(INTERRUPTED_EXIT_CODE)
 
 
 @click.group(cls=LattsGroup)
@@ -45,10 +54,17 @@ class LattsGroup(click.Group):
     show_default=True,
     help="Database URL (SQLite file or PostgreSQL); a plain path means a SQLite file.",
 )
+@click.option(
+    "--network-timeout", envvar="LATTS_TUNE_NETWORK_TIMEOUT", type=Duration(),
+    default=DEFAULT_NETWORK_TIMEOUT, show_default=True,
+    help="Longest wait for a database server to accept a connection or an inference "
+         "server to answer (each connect and each read).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors in the log.")
 @click.pass_context
-def cli(ctx: click.Context, storage: str, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, storage: str, network_timeout: float, verbose: int,
+        quiet: bool) -> None:
     """Tune test-time scaling (model, branches, speculative decoding) under a deadline.
 
     Example: latts-tune run --deadline 150ms
@@ -58,7 +74,7 @@ def cli(ctx: click.Context, storage: str, verbose: int, quiet: bool) -> None:
     ]
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = {"storage": storage}
+    ctx.obj = {"storage": storage, NETWORK_TIMEOUT_KEY: network_timeout}
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
 from storage.errors import UserInputError
 from tuner.core.durations import parse_duration, parse_duration_range
+from tuner.core.names import check_name
 
 
 class Duration(click.ParamType):
@@ -38,12 +40,39 @@ class DurationRange(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan and infinity (its range check lets nan pass:
+    every comparison with nan is false)."""
+
+    def convert(self, value, param, ctx) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number{self._range_hint()}", param, ctx)
+        return number
+
+    def _range_hint(self) -> str:
+        bounded = self.min is not None or self.max is not None
+        return f" in the range {self._describe_range()}" if bounded else ""
+
+
+class StudyName(click.ParamType):
+    """A study name that is safe as a file name (`tuner.core.names`)."""
+
+    name = "name"
+
+    def convert(self, value, param, ctx) -> str:
+        try:
+            return check_name(str(value))
+        except UserInputError as error:
+            self.fail(str(error), param, ctx)
+
+
 spec_option = click.option(
     "--spec", "spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None, help="Study spec YAML [default: the embedded studies/testbed.yaml].",
 )
 quantile_option = click.option(
-    "--quantile", type=click.FloatRange(0, 1, min_open=True), default=None,
+    "--quantile", type=FiniteFloatRange(0, 1, min_open=True), default=None,
     help="Deadline applies to this latency quantile [default: the spec's, 0.9].",
 )
 mean_option = click.option("--mean", is_flag=True, help="Deadline applies to mean latency.")
@@ -55,7 +84,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="JSON on stdo
 
 
 confidence_option = click.option(
-    "--confidence", type=click.FloatRange(0.5, 0.999), default=None,
+    "--confidence", type=FiniteFloatRange(0.5, 0.999), default=None,
     help="Feasible only if the latency statistic meets the deadline with this probability "
          "(its bound from the prediction's uncertainty; 0.5 = no margin) [default: 0.9].",
 )

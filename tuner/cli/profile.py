@@ -12,6 +12,7 @@ from tuner.cli.common import (
     open_profile_store,
     speculative_config,
 )
+from tuner.cli.options import FiniteFloatRange
 from tuner.cli.progress import RichProgress
 
 _model_option = click.option(
@@ -63,7 +64,7 @@ def profile() -> None:
               help="Tokens decoded per measurement (steps timed = this minus one).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Measurements per point (the median is used; the spread is stored).")
-@click.option("--budget", "budget_minutes", type=click.FloatRange(min=0, min_open=True),
+@click.option("--budget", "budget_minutes", type=FiniteFloatRange(min=0, min_open=True),
               default=None, metavar="MINUTES",
               help="Time budget for the whole command (engine starts included), shared "
                    "equally by the configurations: coarse grid first, then the points where "
@@ -88,7 +89,7 @@ def decode(ctx, model_path, role, draft_path, gammas, baseline, batch_sizes, pro
     store = open_profile_store(ctx)
     for record in models:
         store.upsert_model(record)
-    with engine_pool(max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
+    with engine_pool(ctx, max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
             interrupt_message(store):
         if budget_minutes is None:
             _decode_full_grid(pool, model_path, configs, store, grid, progress,
@@ -139,7 +140,7 @@ def _decode_budgeted(pool, model_path, configs, store, grid, progress, budget_s:
               help="Prompts of the task's profiling split to sample.")
 @click.option("--branches", type=click.IntRange(min=1), default=4, show_default=True,
               help="Sampled branches per prompt (n), as the executor sends them.")
-@click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
+@click.option("--temperature", type=FiniteFloatRange(min=0.0, min_open=True), default=1.0,
               show_default=True, help="Sampling temperature (acceptance depends on it).")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=96, show_default=True,
               help="Most tokens generated per branch.")
@@ -158,7 +159,7 @@ def acceptance(ctx, model_path, draft_path, gammas, task_name, questions, branch
     store = open_profile_store(ctx)
     for record in models:
         store.upsert_model(record)
-    with engine_pool(max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
+    with engine_pool(ctx, max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
             interrupt_message(store):
         for gamma in gammas:
             engine = pool.get(model_path, speculative_config(draft_path, gamma))
@@ -182,7 +183,7 @@ def acceptance(ctx, model_path, draft_path, gammas, task_name, questions, branch
               help="Questions of the task's profiling split (heldout) to sample.")
 @click.option("--samples", "samples", type=int, default=16, show_default=True,
               help="K samples per question (>= the largest branch count to search).")
-@click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
+@click.option("--temperature", type=FiniteFloatRange(min=0.0, min_open=True), default=1.0,
               show_default=True, help="Sampling temperature of every sample.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=96, show_default=True,
               help="Most tokens generated per sample (the largest budget searched).")
@@ -200,7 +201,7 @@ def accuracy(ctx, model_paths, role, task_name, questions, samples, temperature,
     task = get_task(task_name)
     records = [read_model_record(path, role) for path in model_paths]
     store = open_profile_store(ctx)
-    with engine_pool(max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
+    with engine_pool(ctx, max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
             interrupt_message(store):
         for path, record in zip(model_paths, records, strict=True):
             store.upsert_model(record)

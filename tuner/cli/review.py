@@ -18,8 +18,11 @@ HOST_ENV = "LATTS_TUNE_DASHBOARD_HOST"
 @click.option("--host", default=None,
               help="Address to bind [default: 127.0.0.1]; anything else exposes the studies "
                    "to the network and must be given here explicitly.")
+@click.option("--allow-writes", is_flag=True,
+              help="Let the dashboard edit the database (delete, rename and create studies, "
+                   "tell trials, write notes); read-only without it.")
 @click.pass_context
-def dashboard(ctx, port, host):
+def dashboard(ctx, port, host, allow_writes):
     """Serve optuna-dashboard over the project database (studies, trials, figures).
 
     Example: latts-tune dashboard --port 8080
@@ -28,10 +31,13 @@ def dashboard(ctx, port, host):
 
     bind = check_host(host, os.environ.get(HOST_ENV))
     if not is_loopback(bind):
+        verbs = "read and edit" if allow_writes else "read"
         click.echo(f"Warning: binding {bind}: anyone who can reach this machine on port "
-                   f"{port} can read and edit the studies.", err=True)
-    click.echo(f"Dashboard on http://{_url_host(bind)}:{port}/ (Ctrl-C stops it)", err=True)
-    serve(open_database(ctx).url, bind, port)
+                   f"{port} can {verbs} the studies.", err=True)
+    mode = "read and write" if allow_writes else "read-only"
+    click.echo(f"Dashboard on http://{_url_host(bind)}:{port}/, {mode} (Ctrl-C stops it)",
+               err=True)
+    serve(open_database(ctx).url, bind, port, allow_writes)
 
 
 def _url_host(host: str) -> str:

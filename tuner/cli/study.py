@@ -11,6 +11,8 @@ from tuner.cli.common import open_database, print_note, stdout_console
 from tuner.cli.options import (
     Duration,
     DurationRange,
+    FiniteFloatRange,
+    StudyName,
     confidence_option,
     cutoff_option,
     json_option,
@@ -34,7 +36,7 @@ from tuner.cli.options import (
 @cutoff_option
 @confidence_option
 @machine_options
-@click.option("--study-name", default=None,
+@click.option("--study-name", type=StudyName(), default=None,
               help="Study name [default: SPEC-DEADLINE-STATISTIC]; the same name resumes.")
 @json_option
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
@@ -221,7 +223,7 @@ def presets_show(ctx, name):
 
 
 @click.command()
-@click.option("--study", "study_name", required=True,
+@click.option("--study", "study_name", type=StudyName(), required=True,
               help="Study to join; created when missing (needs --deadline).")
 @spec_option
 @click.option("--deadline", type=Duration(), default=None,
@@ -238,7 +240,7 @@ def presets_show(ctx, name):
               help="How often a running trial records that its worker is alive.")
 @click.option("--grace-seconds", type=click.IntRange(min=2), default=30, show_default=True,
               help="A running trial silent this long is failed and retried by another worker.")
-@click.option("--min-trial-seconds", type=click.FloatRange(min=0), default=0.0,
+@click.option("--min-trial-seconds", type=FiniteFloatRange(min=0), default=0.0,
               help="Pace trials: each holds its slot at least this long (spreads the load "
                    "on a shared database; the fault tests use it to catch a trial running).")
 @click.pass_context

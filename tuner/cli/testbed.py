@@ -47,7 +47,7 @@ def card(ctx: click.Context) -> None:
 
     settings = TestbedSettings()
     store = open_profile_store(ctx)
-    with engine_pool(settings.max_model_len, "auto") as pool, RichProgress() as progress, \
+    with engine_pool(ctx, settings.max_model_len, "auto") as pool, RichProgress() as progress, \
             interrupt_message(store):
         profile_testbed(store, pool, settings, progress)
     fingerprint = describe_local_hardware().fingerprint

@@ -7,7 +7,13 @@ import os
 
 import click
 
-from tuner.cli.common import API_KEY_VARIABLE, open_database, server_engine, stdout_console
+from tuner.cli.common import (
+    API_KEY_VARIABLE,
+    network_timeout_s,
+    open_database,
+    server_engine,
+    stdout_console,
+)
 
 
 def _start_vllm_engine(model: str, speculative, max_model_len: int | None):
@@ -16,9 +22,10 @@ def _start_vllm_engine(model: str, speculative, max_model_len: int | None):
     return VllmEngine(model, speculative, max_model_len=max_model_len)
 
 
-def _server_starter(server_url: str):
+def _server_starter(server_url: str, timeout_s: float):
     def start(model: str, speculative, max_model_len: int | None):
-        return server_engine(server_url, model, speculative, model_must_be_served=True)
+        return server_engine(server_url, model, speculative, timeout_s,
+                             model_must_be_served=True)
 
     return start
 
@@ -63,7 +70,8 @@ def validate(ctx, preset_name, questions, seed, split, server_url, gateway_url, 
                 split=split, api_key=os.environ.get(API_KEY_VARIABLE) or None,
                 progress=progress)
         else:
-            starter = _server_starter(server_url) if server_url else _start_vllm_engine
+            starter = (_server_starter(server_url, network_timeout_s(ctx)) if server_url
+                       else _start_vllm_engine)
             record = validate_preset(open_database(ctx), preset_name, starter,
                                      questions=questions, seed=seed, split=split,
                                      progress=progress, feedback=feedback)

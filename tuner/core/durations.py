@@ -21,14 +21,17 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise UserInputError(f"deadline {text!r} is not a duration; {_EXAMPLES}")
     number, unit = float(match.group(1)), match.group(2)
-    if not math.isfinite(number) or number <= 0:
+    if number <= 0:
         raise UserInputError(f"deadline {text!r} must be greater than 0; {_EXAMPLES}")
     if unit is None:
         value = match.group(1)
         raise UserInputError(
             f"deadline {text!r} has no unit; write {value}s, 500ms or 2m"
         )
-    return number * _SECONDS_PER_UNIT[unit]
+    seconds = number * _SECONDS_PER_UNIT[unit]
+    if not math.isfinite(seconds):  # "1e400ms" reads as infinity
+        raise UserInputError(f"deadline {text!r} is too large to be a number; {_EXAMPLES}")
+    return seconds
 
 
 def parse_duration_range(text: str) -> tuple[float, ...]:

@@ -22,6 +22,7 @@ from storage import (
     StorageUnavailable,
     UserInputError,
     read_profile_file,
+    staged_files,
 )
 from tuner.core.configuration import LatencyObjective
 from tuner.core.frontier import FrontierPoint, frontier
@@ -33,7 +34,7 @@ from tuner.core.machine import (
     own_profile,
     target_machine,
 )
-from tuner.core.presets import Preset, build_preset, read_preset_file, write_preset
+from tuner.core.presets import Preset, build_preset, preset_files, read_preset_file
 from tuner.core.simulator import Simulator
 from tuner.core.space import SearchSpace, build_space
 from tuner.core.spec import StudySpec
@@ -182,10 +183,11 @@ def export_preset(db: Database, study_name: str, trial_number: int | None,
                           deadline_s=settings.deadline_s, latency=settings.objective,
                           tuned_for=settings.target_fingerprint,
                           corrections=settings.corrections)
-    paths = write_preset(preset, output_format, directory)
-    PresetStore(db).save(PresetRecord(name=preset.name, study_name=study_name,
-                                      trial_number=summary.number,
-                                      body=preset.model_dump(mode="json")))
+    # Files and database both or neither: the files are renamed into place once it is saved.
+    with staged_files(preset_files(preset, output_format, directory)) as paths:
+        PresetStore(db).save(PresetRecord(name=preset.name, study_name=study_name,
+                                          trial_number=summary.number,
+                                          body=preset.model_dump(mode="json")))
     return preset, paths
 
 

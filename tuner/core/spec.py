@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from storage.errors import UserInputError
+from storage import MAX_SPEC_BYTES, UserInputError, load_document
+from tuner.core.names import MAX_SPEC_NAME_CHARS, NAME_PATTERN
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SPEC_PATH = REPO_ROOT / "studies" / "testbed.yaml"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BranchRange(_Strict):
@@ -47,7 +47,7 @@ class LatencySpec(_Strict):
 class StudySpec(_Strict):
     """What to search: task, models, drafts and ranges; see studies/testbed.yaml."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_SPEC_NAME_CHARS)
     task: str
     split: str | None = None
     profiles: Path | None = None
@@ -55,7 +55,7 @@ class StudySpec(_Strict):
     drafts: list[str] | None = None
     branches: BranchRange = BranchRange()
     gamma: GammaRange = GammaRange()
-    temperature: list[float] | None = Field(default=None, min_length=1)
+    temperature: list[Annotated[float, Field(ge=0)]] | None = Field(default=None, min_length=1)
     latency: LatencySpec = LatencySpec()
     cutoff: bool = False
     max_trials: int | None = Field(default=None, gt=0)  # TPE budget for large spaces
@@ -67,12 +67,7 @@ def load_spec(path: str | Path | None = None) -> StudySpec:
     Raises UserInputError naming the file and the offending field.
     """
     spec_path = Path(path) if path is not None else DEFAULT_SPEC_PATH
-    try:
-        data = yaml.safe_load(spec_path.read_text())
-    except OSError as error:
-        raise UserInputError(f"{spec_path}: cannot read study spec ({error.strerror})") from error
-    except yaml.YAMLError as error:
-        raise UserInputError(f"{spec_path}: not valid YAML: {_first_line(error)}") from error
+    data = load_document(spec_path, "study spec", MAX_SPEC_BYTES)
     if not isinstance(data, dict):
         raise UserInputError(f"{spec_path}: a study spec is a mapping (name: ..., task: ...)")
     try:
@@ -90,7 +85,3 @@ def _describe(error: ValidationError) -> str:
         where = ".".join(str(part) for part in detail["loc"]) or "spec"
         messages.append(f"{where}: {detail['msg']}")
     return "; ".join(messages)
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0]

@@ -6,11 +6,16 @@ user attributes and constraints, but without Optuna's per-call round trips. When
 has at most `ENUMERATION_LIMIT` configurations every one of them is a trial, so the best
 feasible trial is the simulator's exact optimum; larger spaces use constrained TPE seeded
 with simple configurations. Re-running a study scores only what it lacks.
+
+Checks come before writes: a study is created (or extended) only once its trials are
+scored and one of them is feasible, and the write is held from Ctrl-C, so an error or an
+interrupt leaves the database as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import warnings
 from collections.abc import Callable, Iterable
@@ -21,8 +26,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from storage import ProfileSet, UserInputError
 from tuner.core.configuration import Configuration, LatencyObjective
+from tuner.core.interrupts import interrupts_held
 from tuner.core.machine import CostSource
-from tuner.core.optuna_storage import open_rdb_storage
+from tuner.core.optuna_storage import has_optuna_tables, open_rdb_storage
 from tuner.core.ranking import NoFeasibleConfiguration, no_feasible_error, rank
 from tuner.core.simulator import Simulator
 from tuner.core.space import SearchSpace, configuration_from_params
@@ -76,6 +82,7 @@ class StudySettings:
     confidence: float = 0.5  # studies of release 0.1 had no margin
     target_fingerprint: str = ""  # the machine tuned for, when not the costs' machine
     corrections: str = ""  # digest of the latency checks that corrected the costs
+    spec_space: str = ""  # the spec's search fields (`spec_space`); "" in release 0.2 studies
 
     @property
     def objective(self) -> LatencyObjective:
@@ -96,6 +103,7 @@ class StudySettings:
             confidence=latency.confidence,
             target_fingerprint=target.fingerprint if target else "",
             corrections=corrected.corrections_digest() if corrected is not None else "",
+            spec_space=spec_space(spec),
         )
 
     def default_name(self) -> str:
@@ -106,6 +114,15 @@ class StudySettings:
         if self.target_fingerprint:
             name += f"-{self.target_fingerprint[:6]}"
         return f"{name}-c{self.corrections[:6]}" if self.corrections else name
+
+
+SPACE_FIELDS = ("models", "drafts", "branches", "gamma", "temperature", "max_trials")
+
+
+def spec_space(spec: StudySpec) -> str:
+    """The fields of a spec that shape its search space, as canonical JSON: a study keeps
+    them, so a spec of the same name with another space cannot be mixed into it."""
+    return json.dumps(spec.model_dump(mode="json", include=set(SPACE_FIELDS)), sort_keys=True)
 
 
 def study_name_for(spec_name: str, deadline_s: float, objective: LatencyObjective) -> str:
@@ -145,20 +162,18 @@ def run_study(storage_url: str, space: SearchSpace, simulator: Simulator,
               settings: StudySettings, *, study_name: str | None = None,
               max_trials: int | None = None, on_finish: OnFinish | None = None
               ) -> StudyOutcome:
-    """Create or resume the study and return its outcome; NoFeasibleConfiguration if none.
+    """Create or resume the study and return its outcome; NoFeasibleConfiguration if none,
+    with nothing written.
 
     `on_finish(study, settings, trials)` runs once the trials are stored (e.g. to save
     dashboard figures), with the completed trials of the current space.
     """
     name = study_name or settings.default_name()
-    study = optuna.create_study(storage=open_rdb_storage(storage_url), study_name=name,
-                                direction="maximize", load_if_exists=True)
-    check_settings(study, settings)
-    if study.metric_names != METRIC_NAMES:
-        with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged in 5
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(METRIC_NAMES)
-    existing = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    storage = open_rdb_storage(storage_url) if has_optuna_tables(storage_url) else None
+    stored = _existing_study(storage, name) if storage is not None else None
+    if stored is not None and stored.user_attrs:  # compares only: writes come last
+        check_settings(stored, settings)
+    existing = stored.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if stored else []
     configs = space.configurations()
     exhaustive = len(configs) <= ENUMERATION_LIMIT
     if exhaustive:
@@ -167,15 +182,39 @@ def run_study(storage_url: str, space: SearchSpace, simulator: Simulator,
                                [c for c in configs if c not in done])
     else:
         new = _search_tpe(space, simulator, settings, existing, max_trials or DEFAULT_TPE_TRIALS)
-    add_finished_trials(study, new)
     # A reused study may hold trials of a wider spec: rank only the current space.
     in_space = set(configs)
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if configuration_from_params(t.params) in in_space]
+    _require_feasible([t for t in (*existing, *new)
+                       if configuration_from_params(t.params) in in_space], settings)
+    with interrupts_held():
+        study = optuna.create_study(storage=storage or open_rdb_storage(storage_url),
+                                    study_name=name, direction="maximize", load_if_exists=True)
+        check_settings(study, settings)
+        if study.metric_names != METRIC_NAMES:
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged in 5
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(METRIC_NAMES)
+        add_finished_trials(study, new)
+        trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                  if configuration_from_params(t.params) in in_space]
+        if on_finish is not None:
+            on_finish(study, settings, trials)
     logger.info("study %s: %d trials (%d new)", name, len(trials), len(new))
-    if on_finish is not None:
-        on_finish(study, settings, trials)
     return _outcome(name, storage_url, settings, trials, len(new), exhaustive)
+
+
+def _existing_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:
+    """The stored study called `name`, or None; loading writes nothing."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+
+
+def _require_feasible(trials: list[FrozenTrial], settings: StudySettings) -> None:
+    summaries = [summarize(t) for t in trials]
+    if not rank(summaries):
+        raise no_feasible_error(summaries, settings.deadline_s, settings.objective)
 
 
 def check_settings(study: optuna.Study, settings: StudySettings) -> None:
@@ -185,13 +224,21 @@ def check_settings(study: optuna.Study, settings: StudySettings) -> None:
 
 def check_study_attrs(study: optuna.Study, wanted: dict) -> None:
     """Store `wanted` on a new study; refuse a stored study whose attributes differ
-    (settings added after a study was written take their old meaning, `_LEGACY`)."""
+    (settings added after a study was written take their old meaning, `_LEGACY`; those
+    an old study cannot tell, `_UNRECORDED`, are not compared)."""
     stored = {**_LEGACY, **study.user_attrs} if study.user_attrs else {}
     if not stored:
         for key, value in wanted.items():
             study.set_user_attr(key, value)
         return
-    differing = [k for k, v in wanted.items() if stored.get(k) != v]
+    differing = [k for k, v in wanted.items() if stored.get(k) != v
+                 and (k in study.user_attrs or k not in _UNRECORDED)]
+    if "spec_space" in differing:
+        raise UserInputError(
+            f"study {study.study_name!r} was made from a spec with another search space "
+            f"({space_difference(stored['spec_space'], wanted['spec_space'])}); pass another "
+            "--study-name or rename the spec"
+        )
     if differing:
         raise UserInputError(
             f"study {study.study_name!r} exists with different {', '.join(differing)} "
@@ -201,7 +248,26 @@ def check_study_attrs(study: optuna.Study, wanted: dict) -> None:
 
 
 # What a setting meant before it was stored (release 0.1).
-_LEGACY = {"confidence": 0.5, "target_fingerprint": "", "corrections": ""}
+_LEGACY = {"confidence": 0.5, "target_fingerprint": "", "corrections": "", "spec_space": ""}
+_UNRECORDED = {"spec_space"}
+
+
+def space_difference(stored: str, wanted: str) -> str:
+    """The first search-space field two `spec_space` texts differ in, e.g.
+    "branches.max: 4 in the study, 8 in the spec"."""
+    old, new = _flat(json.loads(stored)), _flat(json.loads(wanted))
+    key = next(k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k))
+    return f"{key}: {old.get(key)} in the study, {new.get(key)} in the spec"
+
+
+def _flat(fields: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def stored_settings(study: optuna.Study) -> StudySettings:
@@ -219,9 +285,22 @@ def _score_in_memory(space: SearchSpace, simulator: Simulator, settings: StudySe
                                  sampler=optuna.samplers.RandomSampler(seed=0))
     for config in configs:
         memory.enqueue_trial(space.params(config))
-    memory.optimize(lambda trial: objective(trial, space, simulator, settings),
-                    n_trials=len(configs))
+    _optimize(memory, space, simulator, settings, len(configs))
     return memory.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def _optimize(memory: optuna.Study, space: SearchSpace, simulator: Simulator,
+              settings: StudySettings, n_trials: int) -> None:
+    """`n_trials` asked and told in turn: `Study.optimize` would log an interrupted trial
+    with a traceback on the way out; an interrupt here just stops."""
+    for _ in range(n_trials):
+        trial = memory.ask()
+        try:
+            value = objective(trial, space, simulator, settings)
+        except optuna.TrialPruned:  # a combination the profile cannot score
+            memory.tell(trial, state=TrialState.PRUNED)
+            continue
+        memory.tell(trial, value)
 
 
 def _search_tpe(space: SearchSpace, simulator: Simulator, settings: StudySettings,
@@ -231,8 +310,7 @@ def _search_tpe(space: SearchSpace, simulator: Simulator, settings: StudySetting
     memory.add_trials(existing)
     for config in seed_guesses(space):
         memory.enqueue_trial(space.params(config), skip_if_exists=True)
-    memory.optimize(lambda trial: objective(trial, space, simulator, settings),
-                    n_trials=max(0, n_trials - len(existing)))
+    _optimize(memory, space, simulator, settings, max(0, n_trials - len(existing)))
     return [t for t in memory.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if t.number >= len(existing)]
 

@@ -137,11 +137,13 @@ def measure(engine: StreamingEngine, task: Task, questions: list[Question],
 
 def preset_engine_arguments(preset: Preset) -> tuple[str, SpeculativeConfig | None, int | None]:
     """Model path, speculative config and max model length of the preset's server side."""
-    vllm = preset.serving.vllm
+    vllm = preset.serving.vllm  # the preset's schema checked these flags' types
     speculative = None
     if "speculative-config" in vllm:
-        speculative = SpeculativeConfig.from_vllm(json.loads(vllm["speculative-config"]))
-    return vllm["model"], speculative, vllm.get("max-model-len")
+        speculative = SpeculativeConfig.from_vllm(json.loads(str(vllm["speculative-config"])))
+    max_model_len = vllm.get("max-model-len")
+    return (str(vllm["model"]), speculative,
+            int(max_model_len) if isinstance(max_model_len, int) else None)
 
 
 def configuration_of(preset: Preset, profile: ProfileSet) -> Configuration:

@@ -98,7 +98,8 @@ def settings_from_preset(preset: Preset, upstream_url: str, **overrides) -> Gate
     and deadline; the concurrency its server was sized for (max-num-seqs / n)."""
     request = preset.request
     vllm = preset.serving.vllm
-    concurrency = max(1, int(vllm.get("max-num-seqs", request.n)) // request.n)
+    seqs = vllm.get("max-num-seqs")  # a whole number >= 1 when present (the preset's schema)
+    concurrency = max(1, (seqs if isinstance(seqs, int) else request.n) // request.n)
     values = dict(
         upstream_url=upstream_url, served_model=preset.serving.served_model(),
         task=preset.provenance.task, n_branches=request.n,

@@ -5,15 +5,23 @@ optuna-dashboard 0.21 reads a trial's constraints only from the list-form system
 per constraint, so the dashboard would show every trial feasible and call the most
 accurate (infeasible) trial the best. `DashboardStorage` adds the list form when reading
 and picks the best trial among feasible ones; the database is not changed.
+
+The dashboard is read-only unless `--allow-writes`: optuna-dashboard serves routes that
+delete, rename and create studies and tell trials (DELETE /api/studies/N deleted a study
+with no check). `ReadOnlyApp` answers every request but GET/HEAD/OPTIONS with 403, and
+`ReadOnlyDashboardStorage` refuses every write behind it, a second lock for a route
+that would write on a GET.
 """
 
 from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable
 
 import optuna
 from optuna.storages import RDBStorage
@@ -60,6 +68,65 @@ class DashboardStorage(RDBStorage):
         return next(trial for trial in complete if trial.number == number)
 
 
+class DashboardWriteRefused(UserInputError):
+    """A write through the read-only dashboard (its message says how to allow writes)."""
+
+
+READ_ONLY_REASON = ("the dashboard is read-only; restart it with `latts-tune dashboard "
+                    "--allow-writes` to edit studies")
+# BaseStorage's and RDBStorage's methods that change the database.
+STORAGE_WRITES = (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+    "create_new_trial", "set_trial_param", "set_trial_state_values",
+    "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
+    "record_heartbeat", "upgrade",
+)
+
+
+class ReadOnlyDashboardStorage(DashboardStorage):
+    """DashboardStorage whose write methods (`STORAGE_WRITES`) raise DashboardWriteRefused."""
+
+
+def _refuse_write(name: str) -> Callable:
+    def refused(self, *args, **kwargs):
+        raise DashboardWriteRefused(f"{name}: {READ_ONLY_REASON}")
+
+    refused.__name__ = name
+    return refused
+
+
+for _write in STORAGE_WRITES:  # one refusing method per write, so no write is forgotten
+    setattr(ReadOnlyDashboardStorage, _write, _refuse_write(_write))
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ReadOnlyApp:
+    """WSGI middleware: 403 with a JSON reason (which the dashboard shows) for any request
+    whose method can write."""
+
+    def __init__(self, app: Callable) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET").upper() in READ_METHODS:
+            return self._app(environ, start_response)
+        body = json.dumps({"reason": READ_ONLY_REASON}).encode()
+        start_response("403 Forbidden", [("Content-Type", "application/json"),
+                                         ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def dashboard_app(storage_url: str, allow_writes: bool = False) -> Callable:
+    """optuna-dashboard's WSGI app over the project database, read-only unless
+    `allow_writes`."""
+    from optuna_dashboard import wsgi
+
+    if allow_writes:
+        return wsgi(DashboardStorage(storage_url))
+    return ReadOnlyApp(wsgi(ReadOnlyDashboardStorage(storage_url)))
+
+
 def _with_constraint_list(trial: FrozenTrial) -> FrozenTrial:
     attrs = trial.system_attrs
     if "constraints" in attrs:
@@ -98,12 +165,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(storage_url: str, host: str, port: int) -> None:
-    """Run optuna-dashboard on the project database until interrupted (blocks)."""
-    from optuna_dashboard import run_server
+def serve(storage_url: str, host: str, port: int, allow_writes: bool = False) -> None:
+    """Run optuna-dashboard on the project database until interrupted (blocks); read-only
+    unless `allow_writes`."""
+    import bottle
 
     try:
-        run_server(DashboardStorage(storage_url), host=host, port=port)
+        bottle.run(dashboard_app(storage_url, allow_writes), host=host, port=port)
     except OSError as error:  # raised by the bind: port taken, address not ours
         raise UserInputError(f"cannot listen on {host}:{port}: {error.strerror}; "
                              "pick another --port or --host") from None

@@ -12,7 +12,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from storage import Database, ProfileSet, UserInputError
+from storage import Database, ProfileSet, UserInputError, write_files
 from tuner.core.durations import format_duration
 from tuner.core.machine import describe
 from tuner.core.trials import TrialSummary
@@ -65,11 +65,12 @@ def render_report(review: StudyReview, profile: ProfileSet, validations: list[di
 
 
 def write_report(text: str, path: Path) -> Path:
-    """Write the report; UserInputError when the folder does not exist."""
-    if not path.parent.is_dir():
+    """Write the report whole or not at all; UserInputError when the folder does not exist
+    or cannot be written (under a file, in /proc, read-only)."""
+    if not path.parent.exists():
         raise UserInputError(f"cannot write {path}: folder {path.parent} does not exist; "
                              "create it or pick another -o")
-    path.write_text(text, encoding="utf-8")
+    write_files({path: text})
     return path
 
 
