@@ -34,10 +34,11 @@ class _Section(BaseModel):
 
 
 class Serving(_Section):
-    """Server arguments, keys exactly as each server's config file expects."""
+    """Server arguments, keys exactly as each server's config file expects; `sglang` is
+    None when SGLang cannot run the configuration (e.g. suffix decoding)."""
 
     vllm: dict
-    sglang: dict
+    sglang: dict | None
 
 
 class Request(_Section):
@@ -117,7 +118,7 @@ def build_preset(
     """The preset of one trial; model paths come from the profile's model records."""
     config = summary.configuration
     samples = [s for s in profile.accuracy if s.model == config.model and s.task == task]
-    max_tokens = max(s.max_tokens for s in samples)
+    max_tokens = config.max_tokens or max(s.max_tokens for s in samples)
     max_model_len = max(s.prompt_tokens for s in samples) + max_tokens
     return Preset(
         name=f"{study_name}-t{summary.number}",
@@ -163,16 +164,22 @@ def vllm_arguments(config: Configuration, profile: ProfileSet, max_model_len: in
     return arguments
 
 
-def sglang_arguments(config: Configuration, profile: ProfileSet, max_model_len: int) -> dict:
-    """SGLang server arguments (each speculation method names its own)."""
+def sglang_arguments(config: Configuration, profile: ProfileSet,
+                     max_model_len: int) -> dict | None:
+    """SGLang server arguments (each speculation method names its own); None when SGLang
+    has no counterpart of the configuration's speculation."""
     arguments: dict = {
         "model-path": model_path(profile, config.model),
         "context-length": max_model_len,
         "random-seed": SEED,
     }
     if config.speculation:
-        arguments.update(sglang_speculative_arguments(
-            config.speculation, draft_path(profile, config.speculation)))
+        # vllm_arguments checked the speculation: here an error means SGLang lacks it
+        try:
+            arguments.update(sglang_speculative_arguments(
+                config.speculation, draft_path(profile, config.speculation)))
+        except UserInputError:
+            return None
     return arguments
 
 
@@ -199,6 +206,9 @@ def write_preset(preset: Preset, output_format: str, directory: Path) -> list[Pa
     if output_format == "json":
         return [_write(directory / f"{preset.name}.preset.json", json.dumps(body, indent=2))]
     server = body["serving"][output_format]
+    if server is None:
+        raise UserInputError(f"preset {preset.name}: {output_format} cannot run its "
+                             "speculation; export it with --format vllm")
     client = {key: body[key] for key in ("latts_preset", "name", "request", "predicted",
                                          "provenance")}
     return [
