@@ -29,15 +29,18 @@ def test_every_shipped_model_shares_one_vocabulary_and_fits_the_budget():
     assert len(targets) >= 3 and any(s.role == "draft" for s in FAMILY)
 
 
-def test_the_card_measures_every_model_alone_then_every_target_with_the_draft():
+def test_the_card_measures_every_model_alone_then_every_target_with_each_speculation():
     from profilers.testbed.card import TestbedSettings, engine_configurations
 
     configs = engine_configurations(TestbedSettings())
-    alone = [c.model for c in configs if c.draft is None]
+    alone = [c.model for c in configs if c.speculation is None]
     assert sorted(alone) == ["tb-draft", "tb-large", "tb-medium", "tb-small"]
-    assert configs[:4] == [c for c in configs if c.draft is None]  # alone ones first
-    drafted = {(c.model, c.draft, c.gamma) for c in configs[4:]}
-    assert drafted == {(target, "tb-draft", gamma) for target in ("tb-small", "tb-medium",
-                                                                  "tb-large")
+    assert configs[:4] == [c for c in configs if c.speculation is None]  # alone ones first
+    targets = ("tb-small", "tb-medium", "tb-large")
+    drafted = {(c.model, c.draft, c.gamma) for c in configs[4:] if c.draft}
+    assert drafted == {(target, "tb-draft", gamma) for target in targets
                        for gamma in (1, 2, 3, 4)}
-    assert len(configs) == 16
+    lookups = {(c.model, c.speculation.source, c.gamma) for c in configs[4:] if not c.draft}
+    assert lookups == {(target, "ngram[prompt_lookup_max=3,prompt_lookup_min=1]", gamma)
+                       for target in targets for gamma in (1, 2, 3, 4)}
+    assert len(configs) == 28
