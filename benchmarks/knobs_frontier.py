@@ -102,9 +102,9 @@ def time_run(spec_path: Path, deadline_s: float) -> dict:
     whether its best trial is the exhaustive optimum."""
     with tempfile.TemporaryDirectory() as scratch:
         url = f"sqlite:///{Path(scratch) / 'run.db'}"
-        command = [sys.executable, "-c", "from tuner.cli import main; main()", "--storage", url, "run",
-                   "--deadline", f"{deadline_s * 1000:.0f}ms", "--spec", str(spec_path),
-                   "--json"]
+        command = [sys.executable, "-c", "from tuner.cli import main; main()",
+                   "--storage", url, "run", "--deadline", f"{deadline_s * 1000:.0f}ms",
+                   "--spec", str(spec_path), "--json"]
         started_s = time.perf_counter()
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
                               env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
