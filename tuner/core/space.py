@@ -121,7 +121,8 @@ class SearchSpace:
             vote = vote_rule(trial.suggest_categorical("vote", [v.key() for v in self.votes]))
         budget = self.budgets[0]
         if len(self.budgets) > 1:
-            budget = trial.suggest_categorical("max_tokens", list(self.budgets))
+            suggested = trial.suggest_categorical("max_tokens", list(self.budgets))
+            budget = None if suggested is None else int(suggested)
         config = Configuration(model, branches, speculation, temperature, vote, budget)
         if not self.contains(config):
             raise optuna.TrialPruned(f"{config.label()} is not profiled")
