@@ -4,6 +4,7 @@ import json
 
 from profilers.models import read_model_record
 from profilers.testbed.family import FAMILY, MODELS_DIR, build_tokenizer, vocabulary
+from storage import ProfileSet
 
 
 def test_tokenizer_is_character_level_and_round_trips():
@@ -44,3 +45,26 @@ def test_the_card_measures_every_model_alone_then_every_target_with_each_specula
     assert lookups == {(target, "ngram[prompt_lookup_max=3,prompt_lookup_min=1]", gamma)
                        for target in targets for gamma in (1, 2, 3, 4)}
     assert len(configs) == 28
+
+
+def test_the_card_shows_each_speculation_per_position_per_target_step():
+    import dataclasses
+
+    from profilers.testbed.card import TestbedSettings, render_card
+    from profilers.testbed.family import TESTBED_DIR
+    from storage import read_profile_file
+
+    records = read_profile_file(TESTBED_DIR / "profile.json.gz")
+    template = next(r for r in records.acceptance if r.target == "tb-large")
+    ngram = dataclasses.replace(
+        template, draft=None, method="ngram", gamma=2, num_drafts=500, num_draft_tokens=1000,
+        num_accepted_tokens=300, accepted_per_position=(200, 100),
+        spec_options="prompt_lookup_max=3,prompt_lookup_min=1", verification_steps=1000)
+    profile = ProfileSet(hardware=records.hardware[0], engine_version=template.engine_version,
+                         models=records.models, cost_points=records.cost_points,
+                         acceptance=(*records.acceptance, ngram), accuracy=records.accuracy)
+    card = render_card(profile, TestbedSettings(), None)
+    # 200 and 100 of 1000 target steps (half of them proposed nothing)
+    assert ("| tb-large | ngram[prompt_lookup_max=3,prompt_lookup_min=1] | 2 | 0.200, 0.100 "
+            "| 1.30 |") in card
+    assert "| tb-large | tb-draft | 4 |" in card
