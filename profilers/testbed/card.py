@@ -39,8 +39,10 @@ class TestbedSettings:
     acceptance_questions: int = 64
     gammas: tuple[int, ...] = (1, 2, 3, 4)
     # n-gram prompt lookup windows (prompt_lookup_min, prompt_lookup_max): the prompts are
-    # short (<= 19 tokens), so short n-grams
+    # short (<= 19 tokens), so short n-grams; draft lengths 1 and 2 only so far (issue 14:
+    # the shared machine left no time for 3 and 4; a rerun of the card adds them if listed)
     ngram_lookups: tuple[tuple[int, int], ...] = ((1, 3),)
+    ngram_gammas: tuple[int, ...] = (1, 2)
     # contexts 24..128 tokens: a prompt (<= 19) plus up to max_tokens of answer
     grid: DecodeGrid = DecodeGrid(prompt_tokens=(8, 32, 64, 112))
     max_model_len: int = 160
@@ -83,7 +85,7 @@ def engine_configurations(settings: TestbedSettings) -> list[EngineConfiguration
                     for draft in drafts for gamma in settings.gammas]
     speculations += [Speculation("ngram", gamma, None, (("prompt_lookup_min", low),
                                                         ("prompt_lookup_max", high)))
-                     for low, high in settings.ngram_lookups for gamma in settings.gammas]
+                     for low, high in settings.ngram_lookups for gamma in settings.ngram_gammas]
     return [EngineConfiguration(size.name) for size in FAMILY] + [
         EngineConfiguration(target, speculation)
         for speculation in speculations for target in targets]

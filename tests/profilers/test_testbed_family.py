@@ -43,8 +43,8 @@ def test_the_card_measures_every_model_alone_then_every_target_with_each_specula
                        for gamma in (1, 2, 3, 4)}
     lookups = {(c.model, c.speculation.source, c.gamma) for c in configs[4:] if not c.draft}
     assert lookups == {(target, "ngram[prompt_lookup_max=3,prompt_lookup_min=1]", gamma)
-                       for target in targets for gamma in (1, 2, 3, 4)}
-    assert len(configs) == 28
+                       for target in targets for gamma in (1, 2)}
+    assert len(configs) == 22
 
 
 def test_the_card_shows_each_speculation_per_position_per_target_step():
