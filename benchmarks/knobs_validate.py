@@ -33,6 +33,8 @@ sys.path.insert(0, str(REPO))
 
 from tuner_optimum import machine  # noqa: E402
 
+from tuner.core.durations import parse_duration  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results"
 SPEC = REPO / "studies" / "testbed-knobs.yaml"
 STOPPING = ("early-majority", "window(k=3)", "adaptive(threshold=0.95)", "first-m(m=4)")
@@ -140,6 +142,57 @@ def main() -> None:
         record["early_stop"] = early_stop(args.questions)
     records.append(record)
     out.write_text(json.dumps(records, indent=2) + "\n")
+    (RESULTS / "knobs_validate.md").write_text(markdown(records))
+
+
+def markdown(records: list[dict]) -> str:
+    """benchmarks/results/knobs_validate.md from every stored run."""
+    lines = ["# Knob picks validated on the real engine; early-stopped voting measured", ""]
+    for record in records:
+        m = record["machine"]
+        lines += [f"`{record['command']}`, {record['created']}, {m['cpu']} ({m['cores']} "
+                  f"cores; 1-minute load {m['load_average_1m']:.1f} at the start).", ""]
+        if record["part"] == "picks":
+            lines += ["| deadline | pick (trial) | predicted accuracy, 95% for 100 questions "
+                      "| measured accuracy | inside | predicted p90 (bound) | measured p90 "
+                      "| within deadline |", "|---:|---|---|---:|---|---|---:|---|"]
+            for entry in record.get("picks", []):
+                lines.append(_pick_row(entry))
+        else:
+            lines += ["| model | N | vote | measured accuracy | measured p90 | p90 vs majority "
+                      "| mean | aborted branches |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+            base = {}
+            for row in record["early_stop"]:
+                key = (row["model"], row["branches"])
+                base.setdefault(key, row["p90_s"])
+                change = row["p90_s"] / base[key] - 1
+                lines.append(f"| {row['model']} | {row['branches']} | {row['vote']} "
+                             f"| {row['accuracy']:.3f} | {row['p90_s'] * 1e3:.1f} ms "
+                             f"| {change:+.1%} | {row['mean_s'] * 1e3:.1f} ms "
+                             f"| {row['aborted_branches']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _pick_row(entry: dict) -> str:
+    chosen, validation = entry["chosen"], entry["validation"]
+    if chosen is None or validation is None:
+        return f"| {entry['deadline']} | no pick uses a new knob | | | | | | |"
+    config = chosen["configuration"]
+    label = (f"{config['model']} N={config['branches']} vote={config['vote']}"
+             + (f" max_tokens={config['max_tokens']}" if config["max_tokens"] else "")
+             + (f" {config['speculation']['method']} g={config['speculation']['gamma']}"
+                if config["speculation"] else "") + f" (t{chosen['number']})")
+    low, high = validation["expected_accuracy_low"], validation["expected_accuracy_high"]
+    measured = validation["measured_accuracy"]
+    deadline_s = parse_duration(entry["deadline"])
+    p90 = validation["measured_p90_latency_s"]
+    return (f"| {entry['deadline']} | {label} | {validation['predicted_accuracy']:.3f} "
+            f"[{low:.3f}, {high:.3f}] | {measured:.3f} "
+            f"| {'yes' if low <= measured <= high else 'NO'} "
+            f"| {validation['predicted_p90_latency_s'] * 1e3:.1f} ms "
+            f"({chosen['latency_upper_s'] * 1e3:.1f}) | {p90 * 1e3:.1f} ms "
+            f"| {'yes' if p90 <= deadline_s else 'NO'} |")
 
 
 if __name__ == "__main__":
