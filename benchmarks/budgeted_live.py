@@ -49,7 +49,7 @@ from profilers.testbed.card import (  # noqa: E402
     TestbedSettings,
     engine_configurations,
 )
-from storage import Database, ProfileStore  # noqa: E402
+from storage import Database, ProfileStore, Speculation  # noqa: E402
 from tuner.core.cost_model import (  # noqa: E402
     CostKey,
     cost_points_by_key,
@@ -69,8 +69,8 @@ def parse_slices(text: str) -> list[EngineConfiguration]:
     configs = []
     for part in text.split(","):
         name, _, gamma = part.strip().partition("+")
-        configs.append(EngineConfiguration(f"tb-{name}", "tb-draft" if gamma else None,
-                                           int(gamma or 0)))
+        configs.append(EngineConfiguration(
+            f"tb-{name}", Speculation("draft_model", int(gamma), "tb-draft") if gamma else None))
     return configs
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from profilers.engine import Engine, SamplingConfig, model_name
 from profilers.models import register_engine_models
 from profilers.progress import ProgressReporter, SilentProgress
+from profilers.speculation import method_of
 from profilers.tasks.base import Task
 from storage import AcceptanceRecord, ProfileStore, UserInputError, speculation_columns
 
@@ -41,11 +42,13 @@ def profile_acceptance(
     progress.start(f"acceptance {model_name(engine.model)} <- {speculation.label()}",
                    len(prompts))
     before = engine.speculative_counters()
+    decode_tokens = 0  # tokens after each branch's first (which prefill produced)
     for start in range(0, len(prompts), PROMPTS_PER_BATCH):
         chunk = prompts[start : start + PROMPTS_PER_BATCH]
         sampling = SamplingConfig(n=branches, temperature=temperature, max_tokens=max_tokens,
                                   seed=seed + start)
-        engine.generate(chunk, sampling)
+        for result in engine.generate(chunk, sampling):
+            decode_tokens += sum(max(b.generated_tokens - 1, 0) for b in result.branches)
         progress.advance(len(chunk))
     delta = engine.speculative_counters() - before
     hardware = engine.hardware()
@@ -63,6 +66,19 @@ def profile_acceptance(
         num_accepted_tokens=delta.num_accepted_tokens,
         accepted_per_position=tuple(delta.accepted_per_position[:speculation.gamma]),
         measured_at=datetime.now(UTC),
+        verification_steps=verification_steps(speculation, delta.num_drafts,
+                                              delta.num_accepted_tokens, decode_tokens),
     )
     store.add_acceptance(record)
     return record
+
+
+def verification_steps(speculation, drafts: int, accepted: int, decode_tokens: int
+                       ) -> int | None:
+    """Target steps of a run when the method may propose nothing in a step (its draft
+    counter then skips the step): each step yields one token plus those accepted. None when
+    every step verifies a draft. Tokens accepted past a branch's end are counted by vLLM but
+    not generated, so this can fall a little short; it is never below the drafts."""
+    if method_of(speculation).proposes_every_step:
+        return None
+    return max(decode_tokens - accepted, drafts)

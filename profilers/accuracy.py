@@ -1,4 +1,5 @@
-"""Accuracy profiler: K sampled answers per question, each graded, with its token count.
+"""Accuracy profiler: K sampled answers per question, each graded, with its token count and
+mean token log-probability.
 
 Speculative decoding is lossless, so samples are drawn without a draft. Each question's K
 samples are written in one transaction, so an interrupt never leaves half a question and
@@ -56,6 +57,7 @@ def _samples_of(question: Question, result: GenerationResult, task: Task, model:
             generated_tokens=branch.generated_tokens,
             prompt_tokens=result.prompt_tokens,
             finish_reason=branch.finish_reason or "unknown",
+            mean_logprob=branch.mean_logprob,
         ))
     return samples
 
@@ -99,8 +101,9 @@ def profile_accuracy(
                                        temperature)
     pending = [q for q in task.load_questions(split, questions) if q.question_id not in done]
     progress.start(f"accuracy {model} K={samples_per_question} T={temperature}", len(pending))
+    # Log-probabilities do not change what is sampled; confidence-weighted votes need them.
     sampling = SamplingConfig(n=samples_per_question, temperature=temperature,
-                              max_tokens=max_tokens, seed=seed)
+                              max_tokens=max_tokens, seed=seed, logprobs=True)
     claim_key = f"accuracy|{hardware.fingerprint}|{version}|{model}|{task.name}|{temperature}|"
     measured = 0
     for start in range(0, len(pending), QUESTIONS_PER_BATCH):

@@ -16,9 +16,10 @@ import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from profilers.engine import Engine, SamplingConfig, model_name
+from profilers.engine import Engine, SamplingConfig, SpecCounters, model_name
 from profilers.models import register_engine_models
 from profilers.progress import ProgressReporter, SilentProgress
+from profilers.speculation import method_of
 from storage import (
     ClaimStore,
     CostPoint,
@@ -84,13 +85,13 @@ def measure_decode_step(engine: Engine, batch_size: int, prompt: list[int],
         dataclasses.replace(greedy, temperature=temperature, seed=index)
         for index in range(batch_size)]
     results = engine.generate([prompt] * batch_size, sampling)
-    drafts = (engine.speculative_counters() - before).num_drafts
+    counters = engine.speculative_counters() - before
     # Requests reach the engine one by one, so their prefills land in different steps and
     # an early request's decode window also holds later requests' prefill steps. The
     # shortest window is the least disturbed: a step with the whole batch decoding.
     decode_s = min((result.decode_s for result in results if result.decode_s), default=0.0)
     generated = results[0].generated_tokens_timed
-    steps = drafts / batch_size if engine.speculative is not None else generated - 1
+    steps = decode_steps(engine, counters, generated, batch_size)
     if steps <= 0 or decode_s <= 0:
         raise RuntimeError(f"engine reported no decode steps ({generated} tokens generated)")
     first_token_s = max(result.first_token_s or 0.0 for result in results)
@@ -114,11 +115,24 @@ def _measure_client_clock(engine, batch_size: int, prompt: list[int], decode_tok
             first_s = first_s or time.perf_counter()
             finished += delta.finish_reason is not None
     last_s = time.perf_counter()
-    drafts = (engine.speculative_counters() - before).num_drafts
-    steps = drafts / batch_size if engine.speculative is not None else decode_tokens - 1
+    steps = decode_steps(engine, engine.speculative_counters() - before, decode_tokens,
+                         batch_size)
     if first_s is None or steps <= 0:
         raise RuntimeError("engine reported no decode steps")
     return (last_s - first_s) / steps, first_s - submitted_s
+
+
+def decode_steps(engine: Engine, counters: SpecCounters, generated: int,
+                 batch_size: int) -> float:
+    """Engine steps per request that decoded `generated` tokens (the first from prefill):
+    without speculation one per token; with a method that drafts every step, one per draft;
+    with a lookup method (steps without a match draft nothing), each step yields one token
+    plus those accepted."""
+    if engine.speculative is None:
+        return generated - 1
+    if method_of(engine.speculative.speculation).proposes_every_step:
+        return counters.num_drafts / batch_size
+    return generated - 1 - counters.num_accepted_tokens / batch_size
 
 
 def _measure_with(engine: Engine, grid: DecodeGrid, batch_size: int, prompt: list[int]

@@ -67,6 +67,7 @@ class SamplingConfig:
     max_tokens: int = 64
     seed: int | None = None
     ignore_eos: bool = False  # cost profiling decodes a fixed number of tokens
+    logprobs: bool = False  # report each branch's sampled-token log-probabilities
 
 
 def question_seed(seed: int, question_id: str) -> int:
@@ -90,11 +91,13 @@ def sampling_per_prompt(sampling: SamplingConfig | Sequence[SamplingConfig],
 
 @dataclass(frozen=True)
 class BranchOutput:
-    """One sampled branch: its text, generated token count and why it stopped."""
+    """One sampled branch: its text, generated token count and why it stopped; with
+    `SamplingConfig.logprobs`, the mean log-probability of its tokens."""
 
     text: str
     generated_tokens: int
     finish_reason: str | None
+    mean_logprob: float | None = None
 
 
 @dataclass
@@ -104,6 +107,13 @@ class BranchProgress:
     text: str = ""
     tokens: int = 0
     finish_reason: str | None = None
+    logprob_sum: float | None = None  # with SamplingConfig.logprobs
+
+    @property
+    def mean_logprob(self) -> float | None:
+        if self.logprob_sum is None or self.tokens == 0:
+            return None
+        return self.logprob_sum / self.tokens
 
 
 @dataclass(frozen=True)
@@ -148,8 +158,9 @@ class SpecCounters:
 class BranchDelta:
     """What one step added to one branch of a submitted request (streaming interface).
 
-    `text` and `new_tokens` are the increment since the previous delta; `finish_reason` is
-    set on the branch's last delta ("stop", "length", ...).
+    `text`, `new_tokens` and `logprob` (the sum of the new tokens' log-probabilities, with
+    `SamplingConfig.logprobs`) are the increment since the previous delta; `finish_reason`
+    is set on the branch's last delta ("stop", "length", ...).
     """
 
     request_id: str
@@ -158,6 +169,7 @@ class BranchDelta:
     new_tokens: int
     finish_reason: str | None
     prompt_tokens: int
+    logprob: float | None = None
 
 
 class Engine(Protocol):

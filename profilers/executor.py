@@ -35,7 +35,7 @@ from profilers.engine import (
 from profilers.progress import ProgressReporter, SilentProgress
 from profilers.statistics import MEAN, LatencyStatistic
 from profilers.tasks.base import Question, Task
-from profilers.voting import MAJORITY, Ballot, Verdict, VoteRule
+from profilers.voting import MAJORITY, Ballot, Verdict, VoteRule, ballot_answer
 from storage import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ class ExecutionPlan:
         seed = None if self.sampling_seed is None else question_seed(self.sampling_seed,
                                                                      question_id)
         return SamplingConfig(n=self.n, temperature=self.temperature, top_p=self.top_p,
-                              max_tokens=self.max_tokens, seed=seed)
+                              max_tokens=self.max_tokens, seed=seed,
+                              logprobs=self.vote.needs_logprobs)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,8 @@ class _Live:
         branch = self.branches.setdefault(delta.branch_index, BranchProgress())
         branch.text += delta.text
         branch.tokens += delta.new_tokens
+        if delta.logprob is not None:
+            branch.logprob_sum = (branch.logprob_sum or 0.0) + delta.logprob
         branch.finish_reason = delta.finish_reason or branch.finish_reason
         self.prompt_tokens = delta.prompt_tokens or self.prompt_tokens
 
@@ -145,8 +148,8 @@ class _Live:
         """Ballots of the finished branches (each answer extracted once)."""
         for index, branch in self.finished():
             if index not in self.counted:
-                self.counted[index] = Ballot(task.extract_answer(branch.text), branch.tokens,
-                                             index)
+                answer = ballot_answer(task.extract_answer(branch.text), branch.finish_reason)
+                self.counted[index] = Ballot(answer, branch.tokens, index, branch.mean_logprob)
         return list(self.counted.values())
 
 

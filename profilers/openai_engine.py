@@ -145,6 +145,12 @@ def _choice_tokens(choice: dict) -> int:
     return len(logprobs.get("tokens") or ())
 
 
+def _choice_logprob(choice: dict) -> float | None:
+    """Sum of the delta's token log-probabilities (None when the server sent none)."""
+    values = (choice.get("logprobs") or {}).get("token_logprobs")
+    return None if values is None else float(sum(v for v in values if v is not None))
+
+
 class OpenAIServerEngine:
     """A running OpenAI-compatible server for one model and one speculative configuration.
 
@@ -282,6 +288,8 @@ class OpenAIServerEngine:
         }
         if sampling.seed is not None:
             body["seed"] = sampling.seed
+        if sampling.logprobs:
+            body["logprobs"] = 0  # the sampled tokens' log-probabilities only
         return body
 
     def _stream(self, body: dict):
@@ -354,7 +362,7 @@ class OpenAIServerEngine:
                         self._outputs.put(BranchDelta(
                             stream.request_id, choice["index"], choice.get("text") or "",
                             _choice_tokens(choice), choice.get("finish_reason"),
-                            prompt_tokens))
+                            prompt_tokens, _choice_logprob(choice)))
         except Exception as error:  # handed to step(), raised in the caller's thread
             if not stream.aborted.is_set():
                 self._outputs.put(error)
@@ -413,6 +421,9 @@ def _apply(branch: BranchProgress, timing: _PromptTiming, choice: dict, now_s: f
     tokens = _choice_tokens(choice)
     branch.text += choice.get("text") or ""
     branch.tokens += tokens
+    logprob = _choice_logprob(choice)
+    if logprob is not None:
+        branch.logprob_sum = (branch.logprob_sum or 0.0) + logprob
     branch.finish_reason = choice.get("finish_reason") or branch.finish_reason
     if tokens:
         timing.first_token_s = timing.first_token_s or now_s
@@ -427,6 +438,7 @@ def _result(branches: list[BranchProgress], timing: _PromptTiming, prompt_tokens
         decode_s = timing.last_token_s - timing.first_token_s
     return GenerationResult(
         prompt_tokens=prompt_tokens,
-        branches=tuple(BranchOutput(b.text, b.tokens, b.finish_reason) for b in branches),
+        branches=tuple(BranchOutput(b.text, b.tokens, b.finish_reason, b.mean_logprob)
+                       for b in branches),
         first_token_s=first_s, decode_s=decode_s,
         generated_tokens_timed=max(b.tokens for b in branches))

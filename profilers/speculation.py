@@ -20,13 +20,17 @@ class SpeculationMethod(ABC):
 
     name: ClassVar[str]
     needs_draft: ClassVar[bool]  # a draft model or head path is required
+    draft_optional: ClassVar[bool] = False  # a draft may be named though none is needed
     option_names: ClassVar[tuple[str, ...]] = ()
+    # False for lookup methods: a step without a match proposes nothing, and vLLM's draft
+    # counters skip it, so steps are counted from tokens instead (profilers.decode).
+    proposes_every_step: ClassVar[bool] = True
 
     def check(self, speculation: Speculation) -> None:
         """UserInputError when the speculation does not fit this method."""
         if self.needs_draft and not speculation.draft:
             raise UserInputError(f"speculation method {self.name!r} needs a draft model")
-        if not self.needs_draft and speculation.draft:
+        if not (self.needs_draft or self.draft_optional) and speculation.draft:
             raise UserInputError(f"speculation method {self.name!r} takes no draft model "
                                  f"(got {speculation.draft!r})")
         unknown = [name for name, _ in speculation.options if name not in self.option_names]
@@ -108,3 +112,95 @@ class DraftModel(SpeculationMethod):
             "speculative-num-draft-tokens": speculation.gamma + 1,
         }
 
+
+
+@register_method
+class Ngram(SpeculationMethod):
+    """Prompt lookup: the last n tokens (prompt_lookup_min <= n <= prompt_lookup_max) are
+    matched in the prompt and output so far and what followed is proposed; no draft."""
+
+    name = "ngram"
+    needs_draft = False
+    option_names = ("prompt_lookup_max", "prompt_lookup_min")
+    proposes_every_step = False
+
+    def check(self, speculation: Speculation) -> None:
+        super().check(speculation)
+        options = dict(speculation.options)
+        low, high = options.get("prompt_lookup_min"), options.get("prompt_lookup_max")
+        if low is not None and high is not None and low > high:
+            raise UserInputError(f"ngram: prompt_lookup_min ({low}) must be <= "
+                                 f"prompt_lookup_max ({high})")
+
+    def sglang_arguments(self, speculation: Speculation, draft_path: str | None) -> dict:
+        # SGLang's NGRAM matches a trie of recent prompts and outputs, with no lookup
+        # window to set (vLLM's prompt_lookup_min/max have no counterpart); breadth 1 makes
+        # its draft a chain of gamma tokens after the root, as vLLM's.
+        return {
+            "speculative-algorithm": "NGRAM",
+            "speculative-num-draft-tokens": speculation.gamma + 1,
+            "speculative-ngram-min-bfs-breadth": 1,
+            "speculative-ngram-max-bfs-breadth": 1,
+        }
+
+
+@register_method
+class Suffix(SpeculationMethod):
+    """Suffix decoding (Arctic Inference): a suffix tree over this request's and earlier
+    outputs proposes up to gamma tokens; no draft. vLLM needs the arctic-inference package.
+    Only the integer options are searchable (Speculation options are integers)."""
+
+    name = "suffix"
+    needs_draft = False
+    option_names = ("suffix_decoding_max_cached_requests", "suffix_decoding_max_tree_depth")
+    proposes_every_step = False
+
+    def sglang_arguments(self, speculation: Speculation, draft_path: str | None) -> dict:
+        raise UserInputError("SGLang has no suffix decoding (its algorithms: EAGLE, EAGLE3, "
+                             "NEXTN, STANDALONE, NGRAM, ...); export this preset for vLLM")
+
+
+class _Head(SpeculationMethod):
+    """A head trained on the target's hidden states proposes gamma tokens, one per step;
+    SGLang runs it as a chain (top-k 1) of gamma steps."""
+
+    needs_draft = True
+    sglang_name: ClassVar[str]
+
+    def sglang_arguments(self, speculation: Speculation, draft_path: str | None) -> dict:
+        arguments: dict = {"speculative-algorithm": self.sglang_name}
+        if draft_path is not None:
+            arguments["speculative-draft-model-path"] = draft_path
+        arguments.update({
+            "speculative-num-steps": speculation.gamma,
+            "speculative-eagle-topk": 1,
+            "speculative-num-draft-tokens": speculation.gamma + 1,
+        })
+        return arguments
+
+
+@register_method
+class Eagle(_Head):
+    """An EAGLE head (path in `draft`); GPU engines only."""
+
+    name = "eagle"
+    sglang_name = "EAGLE"
+
+
+@register_method
+class Eagle3(_Head):
+    """An EAGLE-3 head (path in `draft`); GPU engines only."""
+
+    name = "eagle3"
+    sglang_name = "EAGLE3"
+
+
+@register_method
+class Mtp(_Head):
+    """The model's own multi-token-prediction layers (DeepSeek-V3, Qwen3-Next, ...): no
+    draft, or a separate MTP checkpoint in `draft`. SGLang calls it NEXTN."""
+
+    name = "mtp"
+    needs_draft = False
+    draft_optional = True
+    sglang_name = "NEXTN"

@@ -142,7 +142,7 @@ class VllmEngine:
             for completion in output.outputs:
                 deltas.append(BranchDelta(output.request_id, completion.index, completion.text,
                                           len(completion.token_ids), completion.finish_reason,
-                                          prompt_tokens))
+                                          prompt_tokens, _logprob_sum(completion)))
         return deltas
 
     def abort(self, request_ids: list[str]) -> None:
@@ -207,8 +207,25 @@ def _sampling_params(sampling: SamplingConfig, **extra):
         max_tokens=sampling.max_tokens,
         seed=sampling.seed,
         ignore_eos=sampling.ignore_eos,
+        # 0: only the sampled token's log-probability (no top-k alternatives)
+        logprobs=0 if sampling.logprobs else None,
         **extra,
     )
+
+
+def _logprob_sum(completion) -> float | None:
+    """Sum of the log-probabilities of a completion's (new) tokens; None without them."""
+    if completion.logprobs is None:
+        return None
+    return float(sum(entry[token].logprob
+                     for token, entry in zip(completion.token_ids, completion.logprobs,
+                                             strict=False)))
+
+
+def _mean_logprob(completion) -> float | None:
+    total = _logprob_sum(completion)
+    return None if total is None or not completion.token_ids else total / len(
+        completion.token_ids)
 
 
 def _to_result(output) -> GenerationResult:
@@ -220,7 +237,8 @@ def _to_result(output) -> GenerationResult:
         decode_s = metrics.last_token_ts - metrics.first_token_ts
         timed_tokens = metrics.num_generation_tokens
     branches = tuple(
-        BranchOutput(branch.text, len(branch.token_ids), branch.finish_reason)
+        BranchOutput(branch.text, len(branch.token_ids), branch.finish_reason,
+                     _mean_logprob(branch))
         for branch in output.outputs
     )
     return GenerationResult(

@@ -85,8 +85,10 @@ class CostPoint:
 class AcceptanceRecord:
     """Speculative-decoding counters of one speculation of `target` on a task's prompts.
 
-    `accepted_per_position[k] / num_drafts` = P(first k+1 drafted tokens accepted).
-    `draft` is None for draft-free methods (n-gram lookup).
+    `accepted_per_position[k] / steps` = P(first k+1 drafted tokens accepted) in a target
+    step. `draft` is None for draft-free methods (n-gram lookup). `verification_steps`:
+    target steps of the measured run when some proposed nothing (a lookup without a match,
+    which vLLM's draft counter skips); None when every step verified a draft.
     """
 
     hardware_fingerprint: str
@@ -103,9 +105,16 @@ class AcceptanceRecord:
     measured_at: datetime | None = None
     method: str = ""
     spec_options: str = ""
+    verification_steps: int | None = None
 
     def __post_init__(self) -> None:
         _fill_method(self)
+
+    @property
+    def steps(self) -> int:
+        """Target steps the counts are over: with a draft proposed at every step, one per
+        draft."""
+        return self.num_drafts if self.verification_steps is None else self.verification_steps
 
     @property
     def speculation(self) -> Speculation:
@@ -115,10 +124,10 @@ class AcceptanceRecord:
         return speculation
 
     def position_rates(self) -> tuple[float, ...]:
-        """P(first k+1 drafts accepted) for k = 0..gamma-1."""
-        if self.num_drafts == 0:
+        """P(first k+1 drafts accepted) in a target step, for k = 0..gamma-1."""
+        if self.steps == 0:
             return tuple(0.0 for _ in self.accepted_per_position)
-        return tuple(count / self.num_drafts for count in self.accepted_per_position)
+        return tuple(count / self.steps for count in self.accepted_per_position)
 
 
 def _fill_method(record: CostPoint | AcceptanceRecord | LatencyCheck) -> None:
@@ -153,6 +162,7 @@ class AccuracySample:
     generated_tokens: int
     prompt_tokens: int
     finish_reason: str
+    mean_logprob: float | None = None  # mean log-probability of the generated tokens
 
 
 @dataclass(frozen=True)

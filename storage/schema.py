@@ -120,6 +120,7 @@ class AcceptanceRow(Base):
     measured_at: Mapped[datetime | None] = mapped_column(DateTime)
     method: Mapped[str] = mapped_column(METHOD, default="", server_default="")
     spec_options: Mapped[str] = mapped_column(NAME, default="", server_default="")
+    verification_steps: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AccuracySampleRow(Base):
@@ -146,6 +147,7 @@ class AccuracySampleRow(Base):
     generated_tokens: Mapped[int] = mapped_column(Integer)
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     finish_reason: Mapped[str] = mapped_column(String(32))
+    mean_logprob: Mapped[float | None] = mapped_column(Float)
 
 
 class PresetRow(Base):

@@ -63,12 +63,13 @@ class FirstFinished(VoteRule):
     def decide(self, ballots: Sequence[Ballot], started: int) -> Verdict:
         return Verdict(ballots[0].answer if ballots else None, final=bool(ballots))
 
-    def replay(self, codes, finished=None):
+    def replay(self, codes, finished=None, logprobs=None):
         done = np.ones(codes.shape, bool) if finished is None else finished
         first = np.argmax(done, axis=-1)[..., None]
         any_done = done.any(axis=-1)
         winner = np.where(any_done, np.take_along_axis(codes, first, axis=-1)[..., 0], -1)
-        return Replay(winner, np.where(any_done, first[..., 0] + 1, 0))
+        # never final without a ballot: it waits for all N (as the executor does)
+        return Replay(winner, np.where(any_done, first[..., 0] + 1, codes.shape[-1]))
 
 
 assert "test-first-finished" in VOTE_RULES

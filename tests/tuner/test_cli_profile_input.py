@@ -189,6 +189,36 @@ def test_valid_input_opens_the_store_then_asks_for_the_engine(db_file, model_dir
         assert [record.name for record in ProfileStore(database).models()] == ["tb-small"]
 
 
+@pytest.mark.parametrize("command", ["decode", "acceptance"])
+def test_a_draft_free_method_with_options_gets_to_the_engine(db_file, model_dir, command):
+    result = CliRunner().invoke(cli, ["--storage", f"sqlite:///{db_file}", "profile", command,
+                                      "--model", model_dir, "--method", "ngram", "--gamma",
+                                      "3", "--option", "prompt_lookup_min=1",
+                                      "--option", "prompt_lookup_max=3"])
+    assert isinstance(result.exception, EngineStarted)
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--method", "eagle3"], "Error: speculation method 'eagle3' needs a draft model"),
+    (["--method", "ngram", "--option", "window=3"],
+     "Error: speculation method 'ngram' has no option 'window'"),
+    (["--method", "lookahead"], "Error: unknown speculation method 'lookahead'"),
+])
+def test_speculation_methods_are_checked_before_an_engine(db_file, model_dir, arguments,
+                                                           message):
+    result = CliRunner().invoke(cli, ["--storage", f"sqlite:///{db_file}", "profile",
+                                      "acceptance", "--model", model_dir, *arguments])
+    assert result.exit_code == 2, result.exception
+    assert one_error_line(result).startswith(message)
+
+
+def test_a_malformed_option_is_a_usage_error(db_file, model_dir):
+    result = CliRunner().invoke(cli, ["--storage", f"sqlite:///{db_file}", "profile", "decode",
+                                      "--model", model_dir, "--method", "ngram",
+                                      "--option", "prompt_lookup_max"])
+    assert result.exit_code == 2 and "is not NAME=INTEGER" in result.output
+
+
 def _commands(group: click.Group, path: tuple[str, ...] = ()):
     for name, command in sorted(group.commands.items()):
         yield (*path, name), command

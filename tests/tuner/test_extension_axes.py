@@ -66,12 +66,12 @@ def toy_rule():
             return Verdict(voting[0].answer if voting else None,
                            final=bool(voting) or len(ballots) >= started)
 
-        def replay(self, codes, finished=None):
+        def replay(self, codes, finished=None, mean_logprobs=None):
             voting = codes >= 0 if finished is None else finished & (codes >= 0)
             first = np.argmax(voting, axis=-1)
             winner = np.where(voting.any(axis=-1),
                               np.take_along_axis(codes, first[..., None], -1)[..., 0], -1)
-            return Replay(winner, first + 1)
+            return Replay(winner, np.where(voting.any(axis=-1), first + 1, codes.shape[-1]))
 
     yield FirstAnswer()
     del VOTE_RULES["toy-first"]

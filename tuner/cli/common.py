@@ -68,10 +68,44 @@ def open_claims(ctx: click.Context) -> ClaimStore:
     return ClaimStore(open_database(ctx))
 
 
-def speculative_config(draft_path: str, gamma: int):
+def speculative_config(draft_path: str | None, gamma: int, method: str = "draft_model",
+                       options: tuple[tuple[str, int], ...] = ()):
+    """The engine's speculative config of --method/--draft/--gamma/--option, checked by the
+    method (a UserInputError names what does not fit)."""
     from profilers import SpeculativeConfig
+    from profilers.speculation import vllm_speculative_config
 
-    return SpeculativeConfig.draft_model(draft_path, gamma)
+    config = SpeculativeConfig.of(method, gamma, draft_path, options)
+    vllm_speculative_config(config.speculation, draft_path)  # check before an engine starts
+    return config
+
+
+class SpeculationOption(click.ParamType):
+    """A speculation method option NAME=INTEGER, e.g. ``prompt_lookup_max=3``."""
+
+    name = "name=value"
+
+    def convert(self, value, param, ctx) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        name, sep, number = str(value).partition("=")
+        try:
+            return name.strip(), int(number)
+        except ValueError:
+            self.fail(f"'{value}' is not NAME=INTEGER, e.g. prompt_lookup_max=3", param, ctx)
+        raise AssertionError  # unreachable: fail raises
+
+
+def speculation_options(function):
+    """--method and --option: which speculation method, and its options."""
+    function = click.option(
+        "--option", "spec_options", type=SpeculationOption(), multiple=True,
+        help="A speculation method option NAME=VALUE (repeat), e.g. prompt_lookup_min=1 "
+             "for ngram.")(function)
+    return click.option(
+        "--method", default="draft_model", show_default=True,
+        help="Speculation method: draft_model (--draft), ngram, suffix (no draft), eagle, "
+             "eagle3 (--draft HEAD), mtp.")(function)
 
 
 def server_engine(server_url: str, model: str, speculative, timeout_s: float, *,

@@ -10,6 +10,7 @@ from tuner.cli.common import (
     interrupt_message,
     open_claims,
     open_profile_store,
+    speculation_options,
     speculative_config,
 )
 from tuner.cli.options import FiniteFloatRange
@@ -51,9 +52,11 @@ def profile() -> None:
               show_default=True,
               help="How the model is stored: a target to tune, or a draft for speculation.")
 @click.option("--draft", "draft_path", default=None,
-              help="Draft model directory, for speculative decoding.")
+              help="Draft model (or head) directory, for speculative decoding.")
+@speculation_options
 @click.option("--gamma", "gammas", type=IntList(min_value=1), default="1,2,3,4",
-              show_default=True, help="Draft lengths to measure (with --draft).")
+              show_default=True,
+              help="Draft lengths to measure (with --draft or a draft-free --method).")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="Also measure without speculative decoding.")
 @click.option("--batch-sizes", type=IntList(min_value=1), default="1,2,4,8,16",
@@ -71,8 +74,9 @@ def profile() -> None:
                    "the cost model is least certain. Default: measure every point.")
 @_with_engine_options
 @click.pass_context
-def decode(ctx, model_path, role, draft_path, gammas, baseline, batch_sizes, prompt_tokens,
-           decode_tokens, repeats, budget_minutes, max_model_len, dtype, server_url) -> None:
+def decode(ctx, model_path, role, draft_path, method, spec_options, gammas, baseline,
+           batch_sizes, prompt_tokens, decode_tokens, repeats, budget_minutes, max_model_len,
+           dtype, server_url) -> None:
     """Measure seconds per decode step vs batch size and context length.
 
     Example: latts-tune profile decode --model M --draft D --budget 30
@@ -80,11 +84,13 @@ def decode(ctx, model_path, role, draft_path, gammas, baseline, batch_sizes, pro
     from profilers import DecodeGrid, read_model_record
 
     grid = DecodeGrid(tuple(batch_sizes), tuple(prompt_tokens), decode_tokens, repeats)
-    configs = ([None] if baseline or not draft_path else []) + (
-        [speculative_config(draft_path, gamma) for gamma in gammas] if draft_path else []
+    speculating = bool(draft_path) or method != "draft_model"
+    configs = ([None] if baseline or not speculating else []) + (
+        [speculative_config(draft_path, gamma, method, tuple(spec_options))
+         for gamma in gammas] if speculating else []
     )
     models = [read_model_record(model_path, role)]
-    if draft_path:
+    if draft_path and method == "draft_model":  # a head is no model of its own to record
         models.append(read_model_record(draft_path, "draft"))
     store = open_profile_store(ctx)
     for record in models:
@@ -130,7 +136,9 @@ def _decode_budgeted(pool, model_path, configs, store, grid, progress, budget_s:
 
 @profile.command()
 @_model_option
-@click.option("--draft", "draft_path", required=True, help="Draft model directory.")
+@click.option("--draft", "draft_path", default=None,
+              help="Draft model (or head) directory; none for a draft-free --method.")
+@speculation_options
 @click.option("--gamma", "gammas", type=IntList(min_value=1), default="1,2,3,4",
               show_default=True, help="Draft lengths to measure, one engine each.")
 @click.option("--task", "task_name", default="arithmetic", show_default=True,
@@ -146,23 +154,27 @@ def _decode_budgeted(pool, model_path, configs, store, grid, progress, budget_s:
               help="Most tokens generated per branch.")
 @_with_engine_options
 @click.pass_context
-def acceptance(ctx, model_path, draft_path, gammas, task_name, questions, branches,
-               temperature, max_tokens, max_model_len, dtype, server_url) -> None:
+def acceptance(ctx, model_path, draft_path, method, spec_options, gammas, task_name, questions,
+               branches, temperature, max_tokens, max_model_len, dtype, server_url) -> None:
     """Measure per-position draft acceptance on the task's prompts.
 
-    Example: latts-tune profile acceptance --model M --draft D --gamma 1,2,3,4
+    Example: latts-tune profile acceptance --model M --method ngram --gamma 1,2
     """
     from profilers import get_task, profile_acceptance, read_model_record
 
     task = get_task(task_name)
-    models = [read_model_record(model_path, "target"), read_model_record(draft_path, "draft")]
+    speculations = [speculative_config(draft_path, gamma, method, tuple(spec_options))
+                    for gamma in gammas]
+    models = [read_model_record(model_path, "target")]
+    if draft_path and method == "draft_model":  # a head is no model of its own to record
+        models.append(read_model_record(draft_path, "draft"))
     store = open_profile_store(ctx)
     for record in models:
         store.upsert_model(record)
     with engine_pool(ctx, max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
             interrupt_message(store):
-        for gamma in gammas:
-            engine = pool.get(model_path, speculative_config(draft_path, gamma))
+        for gamma, speculative in zip(gammas, speculations, strict=True):
+            engine = pool.get(model_path, speculative)
             measured = profile_acceptance(engine, store, task, questions=questions,
                                           branches=branches, temperature=temperature,
                                           max_tokens=max_tokens, progress=progress)

@@ -130,6 +130,7 @@ def configuration_json(config) -> dict:
             "gamma": speculation.gamma, "options": dict(speculation.options)},
         "temperature": config.temperature,
         "vote": config.vote.key(),
+        "max_tokens": config.max_tokens,  # None: the profiled budget
     }
 
 

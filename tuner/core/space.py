@@ -2,10 +2,12 @@
 
 Per target model: the profiled temperatures, branch counts from the spec's minimum up to
 the samples per question (and the largest measured batch), and each speculation source
-profiled for it (a draft model, a draft-free method, ...) with the draft lengths whose
-acceptance and decode cost are measured. Optuna's params: model, temperature, branches,
-speculation (a source, or "none"), gamma (with a speculation) and vote (when several
-vote rules are searched).
+profiled for it (a draft model, a draft-free method with its options, ...) with the draft
+lengths whose acceptance and decode cost are measured; then the spec's vote rules and token
+budgets (the profiled budget, None, plus shorter ones replayed from its samples). Optuna's
+params: model, temperature, branches, speculation (a source, or "none"), gamma (with a
+speculation), vote (when several vote rules are searched) and max_tokens (when several
+budgets are).
 """
 
 from __future__ import annotations
@@ -56,6 +58,14 @@ class ModelSpace:
     min_branches: int
     speculations: tuple[SpeculationChoice, ...]
 
+    def speculations_at(self, branches: int) -> Iterator[Speculation | None]:
+        """None, then every speculation whose cost was measured at this many branches."""
+        yield None
+        for choice in self.speculations:
+            for gamma in choice.gammas:
+                if choice.fits(gamma, branches):
+                    yield choice.speculation(gamma)
+
     def has(self, config: Configuration) -> bool:
         if config.temperature not in self.temperatures:
             return False
@@ -74,6 +84,7 @@ class SearchSpace:
 
     models: tuple[ModelSpace, ...]
     votes: tuple[VoteRule, ...] = (MAJORITY,)
+    budgets: tuple[int | None, ...] = (None,)  # max_tokens; None: the profiled budget
 
     def configurations(self) -> list[Configuration]:
         return list(self._iterate())
@@ -85,17 +96,14 @@ class SearchSpace:
         for entry in self.models:
             for temperature in entry.temperatures:
                 for n in range(entry.min_branches, entry.max_branches + 1):
-                    for vote in self.votes:
-                        yield Configuration(entry.model, n, None, temperature, vote)
-                        for choice in entry.speculations:
-                            for gamma in choice.gammas:
-                                if choice.fits(gamma, n):
-                                    yield Configuration(entry.model, n,
-                                                        choice.speculation(gamma),
-                                                        temperature, vote)
+                    for speculation in entry.speculations_at(n):
+                        for vote in self.votes:
+                            for budget in self.budgets:
+                                yield Configuration(entry.model, n, speculation, temperature,
+                                                    vote, budget)
 
     def contains(self, config: Configuration) -> bool:
-        return config.vote in self.votes and any(
+        return config.vote in self.votes and config.max_tokens in self.budgets and any(
             entry.model == config.model and entry.has(config) for entry in self.models)
 
     def suggest(self, trial: optuna.Trial) -> Configuration:
@@ -108,10 +116,14 @@ class SearchSpace:
         if source != NO_SPECULATION:
             gamma = trial.suggest_int("gamma", 1, max(self._gammas()))
             speculation = Speculation.from_source_key(source, gamma)
-        vote: VoteRule = MAJORITY
+        vote = self.votes[0]
         if len(self.votes) > 1:
             vote = vote_rule(trial.suggest_categorical("vote", [v.key() for v in self.votes]))
-        config = Configuration(model, branches, speculation, temperature, vote)
+        budget = self.budgets[0]
+        if len(self.budgets) > 1:
+            suggested = trial.suggest_categorical("max_tokens", list(self.budgets))
+            budget = None if suggested is None else int(suggested)
+        config = Configuration(model, branches, speculation, temperature, vote, budget)
         if not self.contains(config):
             raise optuna.TrialPruned(f"{config.label()} is not profiled")
         return config
@@ -129,6 +141,8 @@ class SearchSpace:
             params["gamma"] = config.speculation.gamma
         if len(self.votes) > 1:
             params["vote"] = config.vote.key()
+        if len(self.budgets) > 1:
+            params["max_tokens"] = config.max_tokens
         return params
 
     def _temperatures(self) -> list[float]:
@@ -151,8 +165,10 @@ def configuration_from_params(params: dict) -> Configuration:
     elif params.get("draft", NO_SPECULATION) != NO_SPECULATION:
         speculation = Speculation("draft_model", int(params["gamma"]), params["draft"])
     vote = vote_rule(params["vote"]) if "vote" in params else MAJORITY
+    budget = params.get("max_tokens")
     return Configuration(params["model"], int(params["branches"]), speculation,
-                         float(params["temperature"]), vote)
+                         float(params["temperature"]), vote,
+                         None if budget is None else int(budget))
 
 
 def build_space(profile: ProfileSet, spec: StudySpec) -> SearchSpace:
@@ -164,11 +180,37 @@ def build_space(profile: ProfileSet, spec: StudySpec) -> SearchSpace:
         raise UserInputError(f"no accuracy profile for task {spec.task!r}; profile it first")
     models = _narrow("models", spec.models, profiled)
     entries = [_model_space(profile, spec, samples, model) for model in models]
-    space = SearchSpace(tuple(e for e in entries if e is not None))
+    mine = [s for s in samples if s.model in models]
+    space = SearchSpace(tuple(e for e in entries if e is not None), _votes(spec, mine),
+                        _budgets(spec, mine))
     if not space.models:
         raise UserInputError(_too_few_samples(samples, models, spec.branches.min)
                              or "the study spec leaves no configuration to search; widen it")
     return space
+
+
+def _votes(spec: StudySpec, samples) -> tuple[VoteRule, ...]:
+    """The spec's vote rules; rules that weigh log-probabilities need them profiled."""
+    votes = tuple(dict.fromkeys(vote_rule(key) for key in spec.votes))
+    weighted = [v.key() for v in votes if v.needs_logprobs]
+    if weighted and any(s.mean_logprob is None for s in samples):
+        raise UserInputError(f"votes: {', '.join(weighted)} weigh each branch by its mean "
+                             "log-probability, which this accuracy profile lacks; profile "
+                             "accuracy again (it records them) or drop them")
+    return votes
+
+
+def _budgets(spec: StudySpec, samples) -> tuple[int | None, ...]:
+    """None (the profiled budget) and the spec's shorter token budgets."""
+    if spec.max_tokens is None:
+        return (None,)
+    profiled = min(s.max_tokens for s in samples)
+    too_long = [b for b in spec.max_tokens if not 0 < b < profiled]
+    if too_long:
+        raise UserInputError(f"max_tokens: {too_long[0]} is not below the profiled budget "
+                             f"({profiled} tokens), which is always searched; budgets are "
+                             "replayed from its samples")
+    return (None, *sorted(set(spec.max_tokens), reverse=True))
 
 
 def _model_space(profile, spec, samples, model) -> ModelSpace | None:
@@ -198,6 +240,8 @@ def _speculations(profile, spec, model, points, max_branches) -> tuple[Speculati
     choices = []
     for source in sorted(by_source):
         if spec.drafts is not None and by_source[source][0].source not in spec.drafts:
+            continue
+        if spec.methods is not None and by_source[source][0].method not in spec.methods:
             continue
         template = by_source[source][0]
         accepted_up_to = max(s.gamma for s in by_source[source])

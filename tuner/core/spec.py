@@ -45,14 +45,22 @@ class LatencySpec(_Strict):
 
 
 class StudySpec(_Strict):
-    """What to search: task, models, drafts and ranges; see studies/testbed.yaml."""
+    """What to search: task, models, speculation sources, vote rules, token budgets and
+    ranges; see studies/testbed.yaml and studies/testbed-knobs.yaml."""
 
     name: str = Field(pattern=NAME_PATTERN, max_length=MAX_SPEC_NAME_CHARS)
     task: str
     split: str | None = None
     profiles: Path | None = None
     models: list[str] | None = Field(default=None, min_length=1)
+    # speculation sources as `latts-tune profiles` shows them: a draft model's name
+    # ("tb-draft") or a method with its options ("ngram[prompt_lookup_max=3,...]")
     drafts: list[str] | None = None
+    methods: list[str] | None = None  # speculation methods searched (None: all profiled)
+    # vote rules searched, e.g. [majority, early-majority, "window(k=3)", weighted]
+    votes: list[str] = Field(default=["majority"], min_length=1)
+    # token budgets below the profiled one, replayed from its samples (it is always searched)
+    max_tokens: list[int] | None = Field(default=None, min_length=1)
     branches: BranchRange = BranchRange()
     gamma: GammaRange = GammaRange()
     temperature: list[Annotated[float, Field(ge=0)]] | None = Field(default=None, min_length=1)

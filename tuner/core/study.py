@@ -317,15 +317,17 @@ def _search_tpe(space: SearchSpace, simulator: Simulator, settings: StudySetting
 
 def seed_guesses(space: SearchSpace) -> Iterable[Configuration]:
     """Corners worth knowing at once: one branch and all branches, with and without each
-    speculation at its shortest and longest draft length."""
+    speculation at its shortest and longest draft length (the first vote rule and budget)."""
+    vote, budget = space.votes[0], space.budgets[0]
     for entry in space.models:
         for temperature in entry.temperatures:
             for n in sorted({entry.min_branches, entry.max_branches}):
-                yield Configuration(entry.model, n, None, temperature)
+                yield Configuration(entry.model, n, None, temperature, vote, budget)
                 for choice in entry.speculations:
                     for gamma in sorted({choice.gammas[0], choice.gammas[-1]}):
-                        yield Configuration(entry.model, n, choice.speculation(gamma),
-                                            temperature)
+                        if choice.fits(gamma, n):
+                            yield Configuration(entry.model, n, choice.speculation(gamma),
+                                                temperature, vote, budget)
 
 
 def _outcome(name: str, storage_url: str, settings: StudySettings, trials: list[FrozenTrial],

@@ -154,8 +154,13 @@ def configuration_of(preset: Preset, profile: ProfileSet) -> Configuration:
         draft = speculative.draft_path
         speculation = replace(speculative.speculation,
                               draft=_profile_name(profile, draft) if draft else None)
-    return Configuration(_profile_name(profile, model), preset.request.n, speculation,
-                         preset.request.temperature, vote_rule(preset.request.aggregation))
+    name = _profile_name(profile, model)
+    profiled = max((s.max_tokens for s in profile.accuracy
+                    if s.model == name and s.task == preset.provenance.task), default=None)
+    budget = preset.request.max_tokens
+    return Configuration(name, preset.request.n, speculation, preset.request.temperature,
+                         vote_rule(preset.request.aggregation),
+                         None if profiled is None or budget >= profiled else budget)
 
 
 def _profile_name(profile: ProfileSet, path: str) -> str:

@@ -4,7 +4,9 @@ Adds `method` and `spec_options` to latts_cost_points and latts_acceptance (rows
 draft become method "draft_model"), puts both into the unique keys, and drops the foreign
 key from latts_acceptance.draft to latts_models (draft-free methods such as n-gram have
 no draft model). Creates latts_latency_checks (calibration and validation runs: measured
-against replayed latency per request).
+against replayed latency per request). Adds latts_acceptance.verification_steps (lookup
+methods skip steps in the draft counter) and latts_accuracy_samples.mean_logprob (for
+confidence-weighted votes); both nullable, NULL in rows written before.
 
 Revision ID: 0.2.0
 Revises: 0.1.0
@@ -43,6 +45,10 @@ def upgrade() -> None:
     _create_latency_checks()
     _add_method_columns("latts_cost_points")
     _add_method_columns("latts_acceptance")
+    with op.batch_alter_table("latts_acceptance") as batch:
+        batch.add_column(sa.Column("verification_steps", sa.BigInteger(), nullable=True))
+    with op.batch_alter_table("latts_accuracy_samples") as batch:
+        batch.add_column(sa.Column("mean_logprob", sa.Float(), nullable=True))
     with op.batch_alter_table("latts_cost_points") as batch:
         batch.drop_constraint(COST_UNIQUE, type_="unique")
         batch.create_unique_constraint(COST_UNIQUE, list(COST_KEY_0_2))
@@ -82,6 +88,10 @@ def _create_latency_checks() -> None:
 def downgrade() -> None:
     op.drop_index("ix_latts_latency_checks_hardware_fingerprint", "latts_latency_checks")
     op.drop_table("latts_latency_checks")
+    with op.batch_alter_table("latts_accuracy_samples") as batch:
+        batch.drop_column("mean_logprob")
+    with op.batch_alter_table("latts_acceptance") as batch:
+        batch.drop_column("verification_steps")
     with op.batch_alter_table("latts_acceptance") as batch:
         batch.drop_constraint(ACCEPTANCE_UNIQUE, type_="unique")
         batch.create_unique_constraint(ACCEPTANCE_UNIQUE, list(ACCEPTANCE_KEY_0_1))

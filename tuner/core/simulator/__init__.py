@@ -11,8 +11,11 @@ With a speculation, accepted tokens vary step to step, so each branch's step cou
 (fixed seed) around L / E(gamma) with the variance the per-position acceptance counts
 imply, and the slowest of N branches sets the latency (`acceptance_noise=False` restores
 the mean-only formula). The configuration's vote rule (`profilers.voting`) turns the
-finished branches into one answer; with `cutoff`, branches finishing after the deadline
-are dropped before the vote and the latency is capped at the deadline.
+finished branches into one answer; a rule that stops early (`Replay.used` < N) answers
+when the last branch it waited for (in finishing order) finishes, as the executor does
+when it aborts the rest. With `cutoff`, branches finishing after the deadline are dropped
+before the vote and the latency is capped at the deadline. A token budget below the
+profiled one replays the samples cut at the budget (`AccuracyTable.with_budget`).
 
 Latencies are computed with the profiled machine's step costs times this machine's
 correction for the slice (`tuner.core.calibration`), and each statistic comes with the
@@ -51,7 +54,12 @@ from tuner.core.simulator.speculation import (
     tokens_per_step,
     tokens_per_step_variance,
 )
-from tuner.core.simulator.timing import finish_by_steps, finish_by_tokens, prefill_seconds
+from tuner.core.simulator.timing import (
+    finish_by_steps,
+    finish_by_tokens,
+    prefill_seconds,
+    stop_seconds,
+)
 
 DEFAULT_SUBSETS = 64
 SAMPLING_DRAWS = 400
@@ -96,9 +104,9 @@ class Simulator:
         self._points = cost_points_by_key(profile)
         self._subsets = SubsetSampler(subsets, seed)
         self._bootstrap = Bootstrap(seed)
-        self._tables: dict[tuple[str, float], AccuracyTable] = {}
+        self._tables: dict[tuple[str, float, int | None], AccuracyTable] = {}
         self._costs: dict[CostKey, StepCostModel] = {}
-        self._draws: dict[tuple[str, float, int], Draw] = {}
+        self._draws: dict[tuple[str, float, int, int | None], Draw] = {}
         self._votes: dict[tuple, tuple] = {}
         self._acceptance: dict[tuple[str, Speculation, float], list] = {}
         self._sampling: dict[tuple, float] = {}
@@ -107,9 +115,13 @@ class Simulator:
     def subsets(self) -> int:
         return self._subsets.subsets
 
-    def table(self, model: str, temperature: float) -> AccuracyTable:
-        """The accuracy table of (model, temperature); ProfileIncomplete if none."""
-        key = (model, temperature)
+    def table(self, model: str, temperature: float,
+              max_tokens: int | None = None) -> AccuracyTable:
+        """The accuracy table of (model, temperature) at a token budget (None: the profiled
+        one); ProfileIncomplete if none."""
+        key = (model, temperature, max_tokens)
+        if key not in self._tables and max_tokens is not None:
+            self._tables[key] = self.table(model, temperature).with_budget(max_tokens)
         if key not in self._tables:
             rows = [s for s in self._samples if s.model == model and s.temperature == temperature]
             if not rows:
@@ -119,6 +131,15 @@ class Simulator:
                 )
             self._tables[key] = build_accuracy_table(rows)
         return self._tables[key]
+
+    def config_table(self, config: Configuration) -> AccuracyTable:
+        """The accuracy table a configuration is scored on (its model, temperature, budget)."""
+        table = self.table(config.model, config.temperature, config.max_tokens)
+        if config.vote.needs_logprobs and not table.has_logprobs:
+            raise ProfileIncomplete(
+                f"vote rule {config.vote.key()} needs mean log-probabilities, which the "
+                f"accuracy profile of {config.model} lacks; profile accuracy again")
+        return table
 
     def cost_model(self, model: str, speculation: Speculation | None,
                    phase: str) -> StepCostModel:
@@ -163,21 +184,24 @@ class Simulator:
         objective = objective or LatencyObjective()
         if objective.cutoff and deadline_s is None:
             raise ValueError("a cutoff needs a deadline")
-        table = self.table(config.model, config.temperature)
+        table = self.config_table(config)
         draw = self._draw(config, table)
         prefill_s, decode_finish_s = self._timings(table.prompt_tokens, config, draw)
         finish_s = prefill_s[:, None, None] + decode_finish_s
-        latency_s = finish_s.max(axis=2)
         if objective.cutoff and deadline_s is not None:
-            latency_s = np.minimum(latency_s, deadline_s)
-            per_question, low, high = self._accuracy(config, draw, table,
-                                                     finish_s <= deadline_s)
+            per_question, low, high, used = self._accuracy(config, draw, table,
+                                                           finish_s <= deadline_s)
         else:
             # Without a cutoff every branch votes: the vote is shared by all speculations.
-            key = (config.model, config.temperature, config.branches, config.vote)
+            key = (config.model, config.temperature, config.branches, config.vote,
+                   config.max_tokens)
             if key not in self._votes:
                 self._votes[key] = self._accuracy(config, draw, table, None)
-            per_question, low, high = self._votes[key]
+            per_question, low, high, used = self._votes[key]
+        decode_s = stop_seconds(decode_finish_s, used)
+        latency_s = prefill_s[:, None] + decode_s
+        if objective.cutoff and deadline_s is not None:
+            latency_s = np.minimum(latency_s, deadline_s)
         statistic_s = objective.of(latency_s)
         upper_s = self.uncertainty(config, latency_s, objective).upper(statistic_s,
                                                                        objective.confidence)
@@ -193,7 +217,7 @@ class Simulator:
             mean_latency_s=float(latency_s.mean()),
             mean_generated_tokens=draw.mean_generated_tokens,
             prefill_s=float(prefill_s.mean()),
-            decode_s=float(decode_finish_s.max(axis=2).mean()),
+            decode_s=float(decode_s.mean()),
             tokens_per_step=self.tokens_per_step(config),
             questions=len(per_question),
             subsets=draw.lengths.shape[1],
@@ -202,13 +226,14 @@ class Simulator:
     def per_question_accuracy(self, config: Configuration, deadline_s: float | None = None
                               ) -> np.ndarray:
         """P(vote correct) per profiled question over its subsets; `deadline_s` = cutoff."""
-        table = self.table(config.model, config.temperature)
+        table = self.config_table(config)
         draw = self._draw(config, table)
         finished = None
         if deadline_s is not None:
             prefill_s, decode_finish_s = self._timings(table.prompt_tokens, config, draw)
             finished = prefill_s[:, None, None] + decode_finish_s <= deadline_s
-        return vote_correct(config.vote, draw.codes, finished, table.code_correct).mean(axis=1)
+        winner = draw.replay(config.vote, finished).winner
+        return vote_correct(winner, table.code_correct).mean(axis=1)
 
     def correction(self, config: Configuration) -> SliceCorrection:
         """This machine's correction of the configuration's slice (1.0 without checks)."""
@@ -299,16 +324,17 @@ class Simulator:
         return prefill_s * scale, finish_s * scale
 
     def _draw(self, config: Configuration, table: AccuracyTable) -> Draw:
-        key = (config.model, config.temperature, config.branches)
+        key = (config.model, config.temperature, config.branches, config.max_tokens)
         if key not in self._draws:
             self._draws[key] = Draw.create(table, self._subsets.ordered(table, config.branches))
         return self._draws[key]
 
     def _accuracy(self, config: Configuration, draw: Draw, table: AccuracyTable,
                   finished: np.ndarray | None):
-        correct = vote_correct(config.vote, draw.codes, finished, table.code_correct)
-        per_question = correct.mean(axis=1)
-        return (per_question, *self._bootstrap.interval(per_question))
+        """Per-question accuracy, its interval and the branches the rule waited for."""
+        replay = draw.replay(config.vote, finished)
+        per_question = vote_correct(replay.winner, table.code_correct).mean(axis=1)
+        return (per_question, *self._bootstrap.interval(per_question), replay.used)
 
 
 def _statistics(rows: np.ndarray, objective: LatencyObjective) -> np.ndarray:

@@ -3,19 +3,21 @@
 Per question, subsets of N of the K measured samples play the N branches (all subsets
 when there are at most `subsets`, otherwise a fixed-seed sample shared by every
 configuration); the configuration's vote rule (`profilers.voting`, the executor's own
-code, vectorised) turns them into one answer. Accuracy intervals are 95% percentile
-bootstraps over questions.
+code, vectorised) turns them into one answer and says how many branches it waited for.
+A token budget B below the profiled one is replayed from the same samples: a sample longer
+than B is cut at B tokens and has no answer (as the executor treats a branch the budget
+cut). Accuracy intervals are 95% percentile bootstraps over questions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from math import comb
 
 import numpy as np
 
-from profilers.voting import VoteRule
+from profilers.voting import Replay, VoteRule, ballot_answer
 from storage import AccuracySample
 from tuner.core.cost_model import ProfileIncomplete
 
@@ -32,10 +34,27 @@ class AccuracyTable:
     answer_codes: np.ndarray  # -1: no parsed answer
     code_correct: np.ndarray  # [questions, distinct answers]
     max_tokens: int
+    mean_logprobs: np.ndarray  # [questions, K]; NaN where not recorded
 
     @property
     def samples_per_question(self) -> int:
         return self.generated_tokens.shape[1]
+
+    @property
+    def has_logprobs(self) -> bool:
+        return not np.isnan(self.mean_logprobs).any()
+
+    def with_budget(self, max_tokens: int) -> AccuracyTable:
+        """The samples as a budget of `max_tokens` would have produced them: longer ones cut
+        there, without an answer. ProfileIncomplete above the profiled budget."""
+        if max_tokens > self.max_tokens:
+            raise ProfileIncomplete(f"a budget of {max_tokens} tokens is above the profiled "
+                                    f"{self.max_tokens}; profile accuracy with --max-tokens "
+                                    f"{max_tokens}")
+        cut = self.generated_tokens > max_tokens
+        return replace(self, generated_tokens=np.minimum(self.generated_tokens, max_tokens),
+                       answer_codes=np.where(cut, -1, self.answer_codes),
+                       max_tokens=max_tokens)
 
 
 def build_accuracy_table(samples: list[AccuracySample]) -> AccuracyTable:
@@ -52,12 +71,13 @@ def build_accuracy_table(samples: list[AccuracySample]) -> AccuracyTable:
         known: dict[str, int] = {}
         correct_by_code.append([])
         for index, sample in enumerate(question_rows):
-            if sample.answer is None:
+            answer = ballot_answer(sample.answer, sample.finish_reason)
+            if answer is None:
                 continue
-            if sample.answer not in known:
-                known[sample.answer] = len(known)
+            if answer not in known:
+                known[answer] = len(known)
                 correct_by_code[q].append(sample.correct)
-            codes[q, index] = known[sample.answer]
+            codes[q, index] = known[answer]
     width = max(1, max(len(flags) for flags in correct_by_code))
     code_correct = np.zeros((len(rows), width), dtype=bool)
     for q, flags in enumerate(correct_by_code):
@@ -69,6 +89,8 @@ def build_accuracy_table(samples: list[AccuracySample]) -> AccuracyTable:
         answer_codes=codes,
         code_correct=code_correct,
         max_tokens=max(s.max_tokens for s in samples),
+        mean_logprobs=np.array([[np.nan if s.mean_logprob is None else s.mean_logprob
+                                 for s in r] for r in rows], dtype=float),
     )
 
 
@@ -82,16 +104,20 @@ class Draw:
     segment_tokens: np.ndarray  # [Q, S, N] L(i) - L(i-1)
     step_features: np.ndarray  # [Q*S*N, 2] (live branches, mid-segment context)
     mean_generated_tokens: float
+    mean_logprobs: np.ndarray | None = None  # [Q, S, N]
 
     @classmethod
     def create(cls, table: AccuracyTable, indices: np.ndarray) -> Draw:
-        lengths = np.take_along_axis(table.generated_tokens[:, None, :], indices, axis=2)
-        codes = np.take_along_axis(table.answer_codes[:, None, :], indices, axis=2)
-        return cls.of_lengths(table.prompt_tokens, lengths, codes)
+        def pick(values: np.ndarray) -> np.ndarray:
+            return np.take_along_axis(values[:, None, :], indices, axis=2)
+
+        return cls.of_lengths(table.prompt_tokens, pick(table.generated_tokens),
+                              pick(table.answer_codes), pick(table.mean_logprobs))
 
     @classmethod
     def of_lengths(cls, prompt_tokens: np.ndarray, lengths: np.ndarray,
-                   codes: np.ndarray | None = None) -> Draw:
+                   codes: np.ndarray | None = None,
+                   mean_logprobs: np.ndarray | None = None) -> Draw:
         """The draw of given branch lengths [Q, S, N] (ascending along N) after prompts of
         `prompt_tokens` [Q] tokens; `codes` default to "no answer"."""
         previous = np.concatenate([np.zeros_like(lengths[..., :1]), lengths[..., :-1]], axis=2)
@@ -104,7 +130,13 @@ class Draw:
             segment_tokens=lengths - previous,
             step_features=np.column_stack([live.ravel(), context.ravel()]),
             mean_generated_tokens=float(lengths.sum(axis=2).mean()),
+            mean_logprobs=mean_logprobs,
         )
+
+    def replay(self, rule: VoteRule, finished: np.ndarray | None) -> Replay:
+        """The rule's verdicts [Q, S]: winning code and branches waited for."""
+        return rule.replay(self.codes, finished,
+                           self.mean_logprobs if rule.needs_logprobs else None)
 
 
 class SubsetSampler:
@@ -139,10 +171,8 @@ class SubsetSampler:
         return np.argsort(keys, axis=2)[:, :, :n]
 
 
-def vote_correct(rule: VoteRule, codes: np.ndarray, finished: np.ndarray | None,
-                 code_correct: np.ndarray) -> np.ndarray:
-    """Whether the rule's answer of each (question, subset) is correct [Q, S]."""
-    winner = rule.replay(codes, finished).winner
+def vote_correct(winner: np.ndarray, code_correct: np.ndarray) -> np.ndarray:
+    """Whether each (question, subset)'s winning code [Q, S] is a correct answer."""
     right = np.take_along_axis(code_correct[:, None, :], np.maximum(winner, 0)[..., None],
                                axis=2)[..., 0]
     return (winner >= 0) & right

@@ -19,14 +19,14 @@ logger = logging.getLogger(__name__)
 
 
 def _pooled(records: Sequence[AcceptanceRecord], gamma: int) -> tuple[np.ndarray, int]:
-    """Accepted counts per position k < gamma and drafts, summed over `records`."""
-    num_drafts = sum(record.num_drafts for record in records)
-    if num_drafts == 0:
+    """Accepted counts per position k < gamma and target steps, summed over `records`."""
+    steps = sum(record.steps for record in records)
+    if steps == 0:
         raise ProfileIncomplete("acceptance records hold no drafts; profile acceptance again")
     accepted = np.zeros(gamma)
     for record in records:
         accepted += np.asarray(record.accepted_per_position[:gamma], dtype=float)
-    return accepted, num_drafts
+    return accepted, steps
 
 
 def position_rates(records: Sequence[AcceptanceRecord], gamma: int) -> np.ndarray:
@@ -36,7 +36,7 @@ def position_rates(records: Sequence[AcceptanceRecord], gamma: int) -> np.ndarra
 
 
 def tokens_per_step(records: Sequence[AcceptanceRecord], gamma: int) -> float:
-    """E(gamma) = 1 + sum_{k<gamma} accepted_per_position[k] / num_drafts (summed records)."""
+    """E(gamma) = 1 + sum_{k<gamma} accepted_per_position[k] / steps (summed records)."""
     if gamma == 0:
         return 1.0
     accepted, num_drafts = _pooled(records, gamma)

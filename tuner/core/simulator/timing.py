@@ -7,6 +7,10 @@ L(1) <= ... <= L(N):
 
 with B_j = N - j + 1 live branches and ctx_j the context in the middle of the segment. With
 a speculation whose acceptance varies, segments are cut where branches finish in steps.
+
+A vote rule that stops early answers once the first `used` branches in finishing order have
+finished (`stop_seconds`); the branches it aborts do not slow the ones before them, which
+decoded with the whole batch live.
 """
 
 from __future__ import annotations
@@ -46,3 +50,11 @@ def finish_by_steps(steps: np.ndarray, prompt_tokens: np.ndarray, tokens_per_ste
     result = np.empty_like(finish)
     np.put_along_axis(result, order, finish, axis=2)
     return result
+
+
+def stop_seconds(finish_s: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """When the vote answers [Q, S]: the latest finish among the first `used` [Q, S]
+    branches of `finish_s` [Q, S, N] (finishing order by tokens; with acceptance noise a
+    branch before may finish later, and the answer waits for it)."""
+    waited = np.maximum.accumulate(finish_s, axis=2)
+    return np.take_along_axis(waited, (used - 1)[..., None], axis=2)[..., 0]
