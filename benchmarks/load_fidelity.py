@@ -94,8 +94,9 @@ def main() -> None:
                      for p in frontier],
         "runs": runs,
     }
-    (RESULTS / "load_fidelity.json").write_text(json.dumps(results, indent=1))
-    (RESULTS / "load_fidelity.md").write_text(render(results))
+    out = Path(args.results_dir)
+    (out / "load_fidelity.json").write_text(json.dumps(results, indent=1))
+    (out / "load_fidelity.md").write_text(render(results))
     print(render(results))
 
 
@@ -109,6 +110,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--db", default="/tmp/latts-load-fidelity.db")
     parser.add_argument("--quiet-load", type=float, default=2.0)
     parser.add_argument("--max-wait-minutes", type=float, default=60.0)
+    parser.add_argument("--results-dir", default=str(RESULTS))
     parser.add_argument("--only", default=None,
                         help="measure just this configuration label (debugging)")
     return parser.parse_args()

@@ -11,12 +11,15 @@ from tuner.cli.common import open_database, print_note, stdout_console
 from tuner.cli.options import (
     Duration,
     DurationRange,
+    LoadParam,
+    LoadRange,
     confidence_option,
     cutoff_option,
     json_option,
     latency_objective,
     machine_choice,
     machine_options,
+    max_num_seqs_option,
     mean_option,
     quantile_option,
     quiet_optuna,
@@ -27,6 +30,11 @@ from tuner.cli.options import (
 @click.command()
 @click.option("--deadline", type=Duration(), required=True,
               help="Per-question latency deadline, e.g. 60s, 1.5s, 500ms, 2m.")
+@click.option("--load", type=LoadParam(), default=None,
+              help="Predict under this load: 2rps (Poisson arrivals), 4conc (4 clients, "
+                   "closed loop) or trace:FILE (arrival seconds, one per line) "
+                   "[default: one request at a time].")
+@max_num_seqs_option
 @spec_option
 @quantile_option
 @mean_option
@@ -46,11 +54,13 @@ from tuner.cli.options import (
 @click.option("--questions", type=click.IntRange(min=1), default=20, show_default=True,
               help="Measure mode: held-out questions per trial.")
 @click.pass_context
-def run(ctx, deadline, spec_path, quantile, mean, cutoff, confidence, hardware, feedback,
-        study_name, as_json, top, mode, budget_trials, questions):
+def run(ctx, deadline, load, max_num_seqs, spec_path, quantile, mean, cutoff, confidence,
+        hardware, feedback, study_name, as_json, top, mode, budget_trials, questions):
     """Find the most accurate configuration whose latency meets the deadline.
 
     Example: latts-tune run --deadline 2s
+
+    Under load: latts-tune run --deadline 150ms --load 4rps
 
     On the engine: latts-tune run --deadline 2s --mode measure --budget-trials 8
     """
@@ -63,19 +73,25 @@ def run(ctx, deadline, spec_path, quantile, mean, cutoff, confidence, hardware, 
     spec = load_spec(spec_path)
     latency = latency_objective(spec, quantile, mean, cutoff, confidence)
     machine = machine_choice(hardware, feedback)
+    if mode == "measure" and (load is not None or max_num_seqs is not None):
+        raise click.UsageError("--load and --max-num-seqs predict; measure mode runs one "
+                               "request at a time")
+    if max_num_seqs is not None and load is None:
+        raise click.UsageError("--max-num-seqs applies under --load")
     if mode == "measure":
         _run_measured(ctx, spec, deadline, latency, study_name, as_json, budget_trials,
                       questions, machine)
         return
     # The figures are saved into the study for `latts-tune dashboard`.
     workspace, outcome = tune(open_database(ctx), spec, deadline, latency, study_name,
-                              on_finish=save_study_figures, machine=machine)
+                              on_finish=save_study_figures, machine=machine, load=load,
+                              max_num_seqs=max_num_seqs)
     if as_json:
-        click.echo(json.dumps(outcome_json(outcome, top, workspace.source), indent=2))
+        click.echo(json.dumps(outcome_json(outcome, top, workspace.source, load), indent=2))
         return
     console = stdout_console()
     print_note(console, workspace.source)
-    console.print(outcome_table(outcome, top, workspace.source))
+    console.print(outcome_table(outcome, top, workspace.source, load))
     console.print(outcome_footer(outcome))
 
 
@@ -101,8 +117,16 @@ def _run_measured(ctx, spec, deadline, latency, study_name, as_json, budget_tria
 
 
 @click.command()
-@click.option("--deadlines", type=DurationRange(), required=True,
+@click.option("--deadlines", type=DurationRange(), default=None,
               help="START:STOP:COUNT evenly spaced deadlines, e.g. 0.5s:5s:10.")
+@click.option("--loads", type=LoadRange(), default=None,
+              help="Instead: START:STOP:COUNT loads at one --deadline, e.g. 0.5rps:8rps:6 "
+                   "or 1conc:8conc:8; shows where the best configuration switches.")
+@click.option("--deadline", type=Duration(), default=None,
+              help="The deadline of --loads, e.g. 150ms.")
+@max_num_seqs_option
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="With --loads: also write an HTML report with its figure.")
 @spec_option
 @quantile_option
 @mean_option
@@ -111,18 +135,30 @@ def _run_measured(ctx, spec, deadline, latency, study_name, as_json, budget_tria
 @machine_options
 @json_option
 @click.pass_context
-def frontier(ctx, deadlines, spec_path, quantile, mean, cutoff, confidence, hardware, feedback,
-             as_json):
+def frontier(ctx, deadlines, loads, deadline, max_num_seqs, report_path, spec_path, quantile,
+             mean, cutoff, confidence, hardware, feedback, as_json):
     """Show the best predicted accuracy for each deadline and where the optimum changes.
 
     Example: latts-tune frontier --deadlines 0.5s:5s:10
+
+    Under load: latts-tune frontier --loads 0.5rps:8rps:6 --deadline 150ms
     """
     from tuner.cli.tables import frontier_json, frontier_table
     from tuner.core.operations import deadline_frontier
     from tuner.core.spec import load_spec
 
+    if (deadlines is None) == (loads is None):
+        raise click.UsageError("give --deadlines, or --loads with --deadline")
+    if loads is None and (deadline is not None or max_num_seqs is not None or report_path):
+        raise click.UsageError("--deadline, --max-num-seqs and --report go with --loads")
     spec = load_spec(spec_path)
     latency = latency_objective(spec, quantile, mean, cutoff, confidence)
+    if loads is not None:
+        if deadline is None:
+            raise click.UsageError("--loads needs --deadline, e.g. --deadline 150ms")
+        _load_frontier(ctx, spec, loads, deadline, latency, machine_choice(hardware, feedback),
+                       max_num_seqs, report_path, as_json)
+        return
     workspace, points = deadline_frontier(open_database(ctx), spec, deadlines, latency,
                                           machine_choice(hardware, feedback))
     if as_json:
@@ -131,6 +167,30 @@ def frontier(ctx, deadlines, spec_path, quantile, mean, cutoff, confidence, hard
     console = stdout_console()
     print_note(console, workspace.source)
     console.print(frontier_table(points, latency, workspace.source))
+
+
+def _load_frontier(ctx, spec, loads, deadline, latency, machine, max_num_seqs, report_path,
+                   as_json):
+    from tuner.cli.tables import load_frontier_json, load_frontier_table, switch_lines
+    from tuner.core.operations import load_switches
+
+    workspace, points = load_switches(open_database(ctx), spec, loads, deadline, latency,
+                                      machine, max_num_seqs)
+    if report_path is not None:
+        from tuner.review.html_report import write_load_report
+
+        write_load_report(points, deadline, latency, workspace.source, report_path)
+    if as_json:
+        click.echo(json.dumps(load_frontier_json(points, deadline, workspace.source),
+                              indent=2))
+        return
+    console = stdout_console()
+    print_note(console, workspace.source)
+    console.print(load_frontier_table(points, deadline, latency, workspace.source))
+    for line in switch_lines(points):
+        console.print(line)
+    if report_path is not None:
+        click.echo(f"Report written to {report_path}")
 
 
 @click.command()

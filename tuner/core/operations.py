@@ -24,7 +24,8 @@ from storage import (
     read_profile_file,
 )
 from tuner.core.configuration import LatencyObjective
-from tuner.core.frontier import FrontierPoint, frontier
+from tuner.core.frontier import FrontierPoint, LoadPoint, frontier, load_frontier
+from tuner.core.load import Load
 from tuner.core.machine import (
     THIS_MACHINE,
     CostSource,
@@ -66,15 +67,18 @@ class Workspace:
     simulator: Simulator
     source: CostSource
 
-    def settings(self, deadline_s: float, latency: LatencyObjective) -> StudySettings:
+    def settings(self, deadline_s: float, latency: LatencyObjective,
+                 load: Load | None = None) -> StudySettings:
         return StudySettings.create(self.spec, self.profile, deadline_s, latency,
-                                    self.source)
+                                    self.source, load, self.simulator.max_num_seqs)
 
 
 def open_workspace(db: Database, spec: StudySpec,
-                   machine: MachineChoice = THIS_MACHINE) -> Workspace:
+                   machine: MachineChoice = THIS_MACHINE,
+                   max_num_seqs: int | None = None) -> Workspace:
     """Load (importing the spec's shipped profile if needed) the profile for the machine
-    `machine` names (`tuner.core.machine`) and build space and simulator."""
+    `machine` names (`tuner.core.machine`) and build space and simulator (`max_num_seqs`:
+    the engine's cap under load, default the largest profiled batch)."""
     store = ProfileStore(db)
     target = target_machine(store, machine.hardware)
     reference = own_profile(store, target) or load_profile(store, spec)
@@ -82,7 +86,7 @@ def open_workspace(db: Database, spec: StudySpec,
                                   machine.feedback)
     space = build_space(profile, spec)
     simulator = Simulator(profile, spec.task, split=spec.split,
-                          corrections=source.corrections)
+                          corrections=source.corrections, max_num_seqs=max_num_seqs)
     return Workspace(spec, profile, space, simulator, source)
 
 
@@ -119,11 +123,12 @@ def _pair_of(records, path: Path) -> tuple[str, str]:
 
 def tune(db: Database, spec: StudySpec, deadline_s: float, latency: LatencyObjective,
          study_name: str | None = None, on_finish: OnFinish | None = None,
-         machine: MachineChoice = THIS_MACHINE) -> tuple[Workspace, StudyOutcome]:
-    """Run (or resume) the study of `spec` at `deadline_s` for the machine `machine` names;
-    `on_finish` as `run_study`'s."""
-    workspace = open_workspace(db, spec, machine)
-    settings = workspace.settings(deadline_s, latency)
+         machine: MachineChoice = THIS_MACHINE, load: Load | None = None,
+         max_num_seqs: int | None = None) -> tuple[Workspace, StudyOutcome]:
+    """Run (or resume) the study of `spec` at `deadline_s` for the machine `machine` names,
+    under `load` (None: one request at a time); `on_finish` as `run_study`'s."""
+    workspace = open_workspace(db, spec, machine, max_num_seqs)
+    settings = workspace.settings(deadline_s, latency, load)
     with optuna_storage_errors(db):
         outcome = run_study(db.url, workspace.space, workspace.simulator, settings,
                             study_name=study_name, max_trials=spec.max_trials,
@@ -171,6 +176,15 @@ def deadline_frontier(db: Database, spec: StudySpec, deadlines_s: tuple[float, .
     return workspace, frontier(workspace.space, workspace.simulator, deadlines_s, latency)
 
 
+def load_switches(db: Database, spec: StudySpec, loads: tuple[Load, ...], deadline_s: float,
+                  latency: LatencyObjective, machine: MachineChoice = THIS_MACHINE,
+                  max_num_seqs: int | None = None) -> tuple[Workspace, list[LoadPoint]]:
+    """Best configuration per load at `deadline_s`, for the machine `machine` names."""
+    workspace = open_workspace(db, spec, machine, max_num_seqs)
+    return workspace, load_frontier(workspace.space, workspace.simulator, loads, deadline_s,
+                                    latency)
+
+
 def export_preset(db: Database, study_name: str, trial_number: int | None,
                   output_format: str, directory: Path) -> tuple[Preset, list[Path]]:
     """Build the preset of a stored trial, write its files and save it in the database."""
@@ -180,7 +194,7 @@ def export_preset(db: Database, study_name: str, trial_number: int | None,
     preset = build_preset(summary, profile, study_name=study_name, task=settings.task,
                           deadline_s=settings.deadline_s, latency=settings.objective,
                           tuned_for=settings.target_fingerprint,
-                          corrections=settings.corrections)
+                          corrections=settings.corrections, load=settings.load_value)
     paths = write_preset(preset, output_format, directory)
     PresetStore(db).save(PresetRecord(name=preset.name, study_name=study_name,
                                       trial_number=summary.number,

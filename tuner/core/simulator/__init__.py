@@ -61,7 +61,7 @@ DEFAULT_SUBSETS = 64
 SAMPLING_DRAWS = 400
 PROFILE_DRAWS = 100
 PROFILE_SUBSETS = 8
-LOAD_REQUESTS = 1000  # requests an arrival replay runs (the first 10% warm the engine up)
+LOAD_REQUESTS = 600  # requests an arrival replay runs (the first 10% warm the engine up)
 
 __all__ = [
     "AccuracyTable",
