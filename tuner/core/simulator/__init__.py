@@ -404,6 +404,10 @@ class Simulator:
             points = f"--batch-sizes {','.join(map(str, sizes))}"
         else:
             points = "--prompt-tokens with longer prompts"
+        prompts = sorted({p.context_tokens for p in self._points.get(
+            CostKey(config.model, config.speculation, "prefill"), [])})
+        if prompts and batch > measured:  # the same prompts, so the grid stays a grid
+            points += f" --prompt-tokens {','.join(map(str, prompts))}"
         command = f"latts-tune profile decode --model {self._model_path(config.model)} {points}"
         speculation = config.speculation
         if speculation is not None and speculation.draft:
