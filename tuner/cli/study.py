@@ -275,6 +275,8 @@ def presets_show(ctx, name):
 @spec_option
 @click.option("--deadline", type=Duration(), default=None,
               help="Deadline of a new study [default: the stored study's].")
+@click.option("--load", type=LoadParam(), default=None,
+              help="Load of a new study, as `run --load` [default: the stored study's].")
 @quantile_option
 @mean_option
 @cutoff_option
@@ -293,8 +295,8 @@ def presets_show(ctx, name):
 @click.option("--storage", "storage_url", default=None,
               help="Database URL (same as the global --storage), e.g. postgresql://host/db.")
 @click.pass_context
-def worker(ctx, study_name, spec_path, deadline, quantile, mean, cutoff, confidence, hardware,
-           feedback, n_trials, heartbeat_seconds, grace_seconds, min_trial_seconds,
+def worker(ctx, study_name, spec_path, deadline, load, quantile, mean, cutoff, confidence,
+           hardware, feedback, n_trials, heartbeat_seconds, grace_seconds, min_trial_seconds,
            storage_url):
     """Join a study on a shared database and run trials until its budget is complete.
 
@@ -313,7 +315,7 @@ def worker(ctx, study_name, spec_path, deadline, quantile, mean, cutoff, confide
     try:
         latency = latency_objective(spec, quantile, mean, cutoff, confidence)
         report = work_on_study(open_database(ctx), spec, study_name, deadline, latency,
-                               n_trials, options, machine_choice(hardware, feedback))
+                               n_trials, options, machine_choice(hardware, feedback), load)
     except KeyboardInterrupt:
         click.echo("\nInterrupted: the running trial is marked failed; completed trials are "
                    "stored and other workers go on.", err=True)

@@ -44,13 +44,13 @@ from tuner.core.study import (
     StudySettings,
     load_trial,
     run_study,
+    stored_settings,
 )
 from tuner.core.workers import (
     WorkerOptions,
     WorkerReport,
     open_worker_study,
     run_worker,
-    stored_latency,
     study_exists,
 )
 
@@ -152,17 +152,22 @@ def optuna_storage_errors(db: Database) -> Iterator[None]:
 
 def work_on_study(db: Database, spec: StudySpec, study_name: str, deadline_s: float | None,
                   latency: LatencyObjective, n_trials: int | None, options: WorkerOptions,
-                  machine: MachineChoice = THIS_MACHINE) -> WorkerReport:
-    """Join (or create, given a deadline) `study_name` and run trials until its budget is met."""
-    workspace = open_workspace(db, spec, machine)
+                  machine: MachineChoice = THIS_MACHINE, load: Load | None = None
+                  ) -> WorkerReport:
+    """Join (or create, given a deadline, under `load`) `study_name` and run trials until
+    its budget is met; joining, the study's own deadline, objective and load hold."""
     if deadline_s is None and not study_exists(db.url, study_name):
         raise UserInputError(f"study {study_name!r} does not exist in {db.display_url}; give "
                              "--deadline (e.g. --deadline 2s) to create it")
     with optuna_storage_errors(db):
         study = open_worker_study(db.url, study_name, options)
+    max_num_seqs = None
     if deadline_s is None:
-        deadline_s, latency = stored_latency(study)
-    settings = workspace.settings(deadline_s, latency)
+        stored = stored_settings(study)
+        deadline_s, latency, load = stored.deadline_s, stored.objective, stored.load_value
+        max_num_seqs = stored.max_num_seqs or None
+    workspace = open_workspace(db, spec, machine, max_num_seqs)
+    settings = workspace.settings(deadline_s, latency, load)
     default = min(len(workspace.space), spec.max_trials or len(workspace.space))
     return run_worker(study, workspace.space, workspace.simulator, settings, n_trials, default,
                       options.min_trial_s)
