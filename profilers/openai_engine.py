@@ -33,6 +33,7 @@ from profilers.engine import (
     SamplingConfig,
     SpecCounters,
     SpeculativeConfig,
+    model_name,
     sampling_per_prompt,
 )
 from profilers.hardware import describe_local_hardware, fingerprint_of
@@ -191,11 +192,13 @@ class OpenAIServerEngine:
         served = [entry["id"] for entry in response.json().get("data", [])]
         if not served:
             raise UserInputError(f"{self.base_url} serves no model; start it with a model")
-        if must_be_served and wanted not in served:
+        # A preset's server answers to the model's name (served-model-name), not its path.
+        names = [name for name in (wanted, wanted and model_name(wanted)) if name in served]
+        if must_be_served and not names:
             raise UserInputError(f"the server at {self.base_url} serves {', '.join(served)}, "
                                  f"not {wanted}; start it with the preset's command "
-                                 "(latts-tune export writes it)")
-        return wanted if wanted is not None and wanted in served else str(served[0])
+                                 "(latts-tune export prints it)")
+        return str(names[0]) if names else str(served[0])
 
     def _metrics_text(self) -> str | None:
         response = self._get("/metrics")

@@ -94,6 +94,8 @@ class VllmEngine:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; tiny models need little
         # vLLM logs to stdout by default; stdout carries our results and --json.
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+        # vLLM's ~150 INFO lines per engine start only with -v (our INFO level).
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", engine_log_level())
         from vllm import LLM
 
         self.model = model
@@ -175,6 +177,11 @@ class VllmEngine:
         llm.llm_engine.engine_core.shutdown()
         self._llm = None
         gc.collect()
+
+
+def engine_log_level() -> str:
+    """vLLM's log level: INFO when our own logging shows INFO (-v), else ERROR."""
+    return "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "ERROR"
 
 
 def engine_version() -> str:

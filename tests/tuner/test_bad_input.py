@@ -97,7 +97,7 @@ CASES = {
                              "(deadline_s=6.0); pass another --study-name"),
     "worker-unknown-study": ("worker --study nosuch --spec {root}/fam.yaml",
                              "Error: study 'nosuch' does not exist in {url}; give --deadline "
-                             "(e.g. --deadline 2s) to create it"),
+                             "(e.g. --deadline 150ms) to create it"),
     "worker-grace-below-heartbeat": ("worker --study w --spec {root}/fam.yaml --deadline 6s "
                                      "--heartbeat-seconds 5 --grace-seconds 3",
                                      "Error: --grace-seconds (3) must exceed "

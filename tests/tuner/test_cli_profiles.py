@@ -125,7 +125,8 @@ def test_list_of_empty_database(tmp_path):
     result = run(["--storage", str(tmp_path / "empty.db"), "profiles", "list"])
     assert result.exit_code == 0
     assert result.stdout == ""
-    assert result.stderr == f"no profiles in sqlite:///{tmp_path / 'empty.db'}\n"
+    assert result.stderr.startswith(f"No profiles in sqlite:///{tmp_path / 'empty.db'} yet. "
+                                    "`latts-tune run` imports the embedded testbed profile")
 
 
 def test_show(filled_url):

@@ -40,7 +40,7 @@ def test_trials_figure_marks_feasible_and_draws_the_deadline(world):
     _, _, review = world
     figure = latency_accuracy_figure(review.summaries, SYNTHETIC_DEADLINE_S, review.latency,
                                      review.best)
-    assert names(figure) == ["feasible", "infeasible", "best", f"deadline {6.0:g} s"]
+    assert names(figure) == ["feasible", "infeasible", "best", "deadline 6 s"]
     feasible, infeasible, best, deadline = figure.data
     assert len(feasible.x) == len(review.ranked) > 0
     assert len(infeasible.x) == len(review.summaries) - len(review.ranked) > 0

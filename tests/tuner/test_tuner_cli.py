@@ -145,8 +145,11 @@ def test_export_writes_files_and_stores_the_preset(workdir, tmp_path):
     assert result.exit_code == 0, result.output
     (vllm_file,) = out.glob("*.vllm.yaml")
     name = vllm_file.name.removesuffix(".vllm.yaml")
-    listed = invoke("--storage", url, "presets", "list")
-    assert listed.output.startswith(f"{name}\tstudy=fam-6s-q0.9\t")
+    listed = json.loads(invoke("--storage", url, "presets", "list", "--json").output)
+    assert (listed[0]["name"], listed[0]["study"]) == (name, "fam-6s-q0.9")
+    assert listed[0]["latency_statistic"] == "p90 latency"
+    table = invoke("--storage", url, "presets", "list").output
+    assert name in table and "(p90 latency)" in table
     shown = json.loads(invoke("--storage", url, "presets", "show", name).output)
     assert shown["latts_preset"] == 1
     assert shown["predicted"]["deadline_s"] == DEADLINE_S
@@ -247,3 +250,30 @@ def test_bad_load_is_a_one_line_error():
     assert result.output.strip().splitlines()[-1] == (
         "Error: Invalid value for '--load': load '2' is not a load; write e.g. 2rps "
         "(Poisson arrivals), 4conc (4 clients) or trace:FILE")
+
+
+def test_presets_import_predicts_an_edited_preset_again_and_refuses_too_many_branches(
+        workdir, tmp_path):
+    url, spec = workdir
+    assert invoke("--storage", url, "run", "--deadline", "6s", "--spec", str(spec)).exit_code == 0
+    out = tmp_path / "presets"
+    invoke("--storage", url, "export", "--study", "fam-6s-q0.9", "--format", "json",
+           "-o", str(out))
+    (path,) = out.glob("*.preset.json")
+    body = json.loads(path.read_text())
+    body["request"]["n"] = 1
+    path.write_text(json.dumps(body))
+    result = invoke("--storage", url, "presets", "import", str(path))
+    assert result.exit_code == 0 and "prediction was made again" in result.output
+    stored = json.loads(invoke("--storage", url, "presets", "show", body["name"]).output)
+    assert stored["predicted"]["accuracy"] != body["predicted"]["accuracy"]
+    body["request"]["n"] = 9  # the profile has 8 samples per question
+    path.write_text(json.dumps(body))
+    refused = invoke("--storage", url, "presets", "import", str(path), catch=True)
+    assert refused.exit_code == 2
+    assert refused.output.strip().splitlines()[-1].startswith(
+        f"Error: preset {body['name']}: request.n is 9 but the profile has 8 samples")
+    client_half = next(out.glob("*.preset.json")).with_name("x.request.json")
+    client_half.write_text(json.dumps({k: body[k] for k in ("request", "predicted")}))
+    half = invoke("--storage", url, "presets", "import", str(client_half), catch=True)
+    assert "is the client half of a preset" in half.output

@@ -91,7 +91,7 @@ def test_trials_hold_predictions_and_latency_constraint(world, url):
     outcome = run_study(url, space, simulator, settings_for(world, deadline_s))
     stored = optuna.load_study(study_name=outcome.study_name, storage=url)
     for trial in stored.trials:
-        assert trial.value == trial.user_attrs["accuracy"]
+        assert trial.value == round(trial.user_attrs["accuracy"], 4)
         assert trial.constraints["latency"] == pytest.approx(
             trial.user_attrs["latency_upper_s"] - deadline_s)
     assert stored.best_trial.user_attrs["accuracy"] == outcome.best.accuracy

@@ -18,6 +18,7 @@ from tuner.cli.calibrate import calibrate
 from tuner.cli.profile import profile
 from tuner.cli.profiles import profiles
 from tuner.cli.review import dashboard, report
+from tuner.cli.serve import serve
 from tuner.cli.study import export, frontier, presets, run, worker
 from tuner.cli.testbed import testbed
 from tuner.cli.validate import validate
@@ -50,7 +51,7 @@ class LattsGroup(click.Group):
 def cli(ctx: click.Context, storage: str, verbose: int, quiet: bool) -> None:
     """Tune test-time scaling (model, branches, speculative decoding) under a deadline.
 
-    Example: latts-tune run --deadline 60s
+    Example: latts-tune run --deadline 150ms
     """
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[
         min(verbose, 2)
@@ -81,3 +82,38 @@ cli.add_command(dashboard)
 cli.add_command(report)
 cli.add_command(validate)
 cli.add_command(calibrate)
+cli.add_command(serve)
+
+
+def _storage_here(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_root().obj["storage"] = value
+
+
+def _all_commands(command: click.Command):
+    yield command
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            yield from _all_commands(sub)
+
+
+def _unwrapped_examples(help_text: str | None) -> str | None:
+    """Help whose example lines click prints as written, so a copied command is whole."""
+    if help_text is None:
+        return None
+    lines = []
+    for line in help_text.splitlines():
+        if line.strip().startswith(("Example:", "On the engine:")):
+            lines.append(line[:len(line) - len(line.lstrip())] + "\b")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+for _command in _all_commands(cli):
+    _command.help = _unwrapped_examples(_command.help)
+    if not isinstance(_command, click.Group):
+        # `--storage` also after the subcommand (latts-tune run --storage X ...), where
+        # people put it; it overrides the global option.
+        _command.params.append(click.Option(
+            ["--storage"], default=None, expose_value=False, callback=_storage_here,
+            metavar="URL", help="Database URL, as the global --storage (either place works)."))

@@ -23,9 +23,9 @@ _engine_options = [
     click.option("--dtype", default="auto", show_default=True, help="Engine dtype."),
     click.option("--server-url", default=None, metavar="URL",
                  help="Measure through a running OpenAI-compatible server (vllm serve) at URL "
-                      "instead of starting vLLM here; --draft/--gamma must say what the "
-                      "server runs (one gamma per server); its API key, if any, from "
-                      "LATTS_TUNE_API_KEY."),
+                      "instead of starting vLLM here; for decode and acceptance, --draft and "
+                      "--gamma must say what the server runs (one gamma per server); its API "
+                      "key, if any, from LATTS_TUNE_API_KEY."),
 ]
 
 
@@ -46,7 +46,8 @@ def profile() -> None:
 @profile.command()
 @_model_option
 @click.option("--role", type=click.Choice(["target", "draft"]), default="target",
-              show_default=True)
+              show_default=True,
+              help="How the model is stored: a target to tune, or a draft for speculation.")
 @click.option("--draft", "draft_path", default=None,
               help="Draft model directory, for speculative decoding.")
 @click.option("--gamma", "gammas", type=IntList(min_value=1), default="1,2,3,4",
@@ -57,8 +58,10 @@ def profile() -> None:
               show_default=True, help="Live branches per step.")
 @click.option("--prompt-tokens", type=IntList(min_value=1), default="8,32,64",
               show_default=True, help="Prompt lengths (context = prompt + decode/2).")
-@click.option("--decode-tokens", type=click.IntRange(min=2), default=32, show_default=True)
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--decode-tokens", type=click.IntRange(min=2), default=32, show_default=True,
+              help="Tokens decoded per measurement (steps timed = this minus one).")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Measurements per point (the median is used; the spread is stored).")
 @click.option("--budget", "budget_minutes", type=click.FloatRange(min=0, min_open=True),
               default=None, metavar="MINUTES",
               help="Time budget for the whole command (engine starts included), shared "
@@ -127,15 +130,18 @@ def _decode_budgeted(pool, model_path, configs, store, grid, progress, budget_s:
 @_model_option
 @click.option("--draft", "draft_path", required=True, help="Draft model directory.")
 @click.option("--gamma", "gammas", type=IntList(min_value=1), default="1,2,3,4",
-              show_default=True)
+              show_default=True, help="Draft lengths to measure, one engine each.")
 @click.option("--task", "task_name", default="arithmetic", show_default=True,
               help="arithmetic | math500[:FILE.jsonl] | jsonl:FILE.jsonl[?grader=numeric], "
                    "options after ?: chat_template=MODEL, instruction=TEXT (docs/gpu.md).")
-@click.option("--questions", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--branches", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--questions", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Prompts of the task's profiling split to sample.")
+@click.option("--branches", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Sampled branches per prompt (n), as the executor sends them.")
 @click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
-              show_default=True)
-@click.option("--max-tokens", type=click.IntRange(min=1), default=96, show_default=True)
+              show_default=True, help="Sampling temperature (acceptance depends on it).")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=96, show_default=True,
+              help="Most tokens generated per branch.")
 @_with_engine_options
 @click.pass_context
 def acceptance(ctx, model_path, draft_path, gammas, task_name, questions, branches,
@@ -166,16 +172,19 @@ def acceptance(ctx, model_path, draft_path, gammas, task_name, questions, branch
 @click.option("--model", "model_paths", required=True, multiple=True,
               help="Model directory (repeat for several).")
 @click.option("--role", type=click.Choice(["target", "draft"]), default="target",
-              show_default=True)
+              show_default=True,
+              help="How the model is stored: a target to tune, or a draft for speculation.")
 @click.option("--task", "task_name", default="arithmetic", show_default=True,
               help="arithmetic | math500[:FILE.jsonl] | jsonl:FILE.jsonl[?grader=numeric], "
                    "options after ?: chat_template=MODEL, instruction=TEXT (docs/gpu.md).")
-@click.option("--questions", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--questions", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Questions of the task's profiling split (heldout) to sample.")
 @click.option("--samples", "samples", type=int, default=16, show_default=True,
               help="K samples per question (>= the largest branch count to search).")
 @click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
-              show_default=True)
-@click.option("--max-tokens", type=click.IntRange(min=1), default=96, show_default=True)
+              show_default=True, help="Sampling temperature of every sample.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=96, show_default=True,
+              help="Most tokens generated per sample (the largest budget searched).")
 @_with_engine_options
 @click.pass_context
 def accuracy(ctx, model_paths, role, task_name, questions, samples, temperature, max_tokens,

@@ -44,7 +44,10 @@ def list_profiles(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(summary) for summary in summaries], indent=2))
     elif not summaries:
-        click.echo(f"no profiles in {store.url}", err=True)
+        click.echo(f"No profiles in {store.url} yet. `latts-tune run` imports the embedded "
+                   "testbed profile (studies/testbed/profile.json.gz) when it first runs; "
+                   "`latts-tune profiles import FILE` imports another, `latts-tune profile "
+                   "...` measures one.", err=True)
     else:
         stdout_console().print(_summary_table(summaries))
 

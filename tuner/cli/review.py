@@ -48,7 +48,7 @@ def _url_host(host: str) -> str:
 def report(ctx, study_name, output, top):
     """Write one self-contained HTML report of a study (opens offline).
 
-    Example: latts-tune report --study testbed-2s-q0.9 -o report.html
+    Example: latts-tune report --study testbed-150ms-q0.9 -o report.html
     """
     from tuner.review.html_report import write_study_report
 

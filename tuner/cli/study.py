@@ -29,7 +29,8 @@ from tuner.cli.options import (
 
 @click.command()
 @click.option("--deadline", type=Duration(), required=True,
-              help="Per-question latency deadline, e.g. 60s, 1.5s, 500ms, 2m.")
+              help="Per-question latency deadline with a unit, e.g. 150ms (the testbed answers "
+                   "in 50-200 ms; a large model on a GPU may need 60s or 2m).")
 @click.option("--load", type=LoadParam(), default=None,
               help="Predict under this load: 2rps (Poisson arrivals), 4conc (4 clients, "
                    "closed loop) or trace:FILE (arrival seconds, one per line) "
@@ -52,17 +53,17 @@ from tuner.cli.options import (
 @click.option("--budget-trials", type=click.IntRange(min=1), default=8, show_default=True,
               help="Measure mode: trials to complete (a rerun continues the study).")
 @click.option("--questions", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Measure mode: held-out questions per trial.")
+              help="Measure mode: validation-split questions per trial.")
 @click.pass_context
 def run(ctx, deadline, load, max_num_seqs, spec_path, quantile, mean, cutoff, confidence,
         hardware, feedback, study_name, as_json, top, mode, budget_trials, questions):
     """Find the most accurate configuration whose latency meets the deadline.
 
-    Example: latts-tune run --deadline 2s
+    Example: latts-tune run --deadline 150ms
 
     Under load: latts-tune run --deadline 150ms --load 4rps
 
-    On the engine: latts-tune run --deadline 2s --mode measure --budget-trials 8
+    On the engine: latts-tune run --deadline 150ms --mode measure --budget-trials 8
     """
     from tuner.cli.tables import outcome_footer, outcome_json, outcome_table
     from tuner.core.operations import tune
@@ -92,7 +93,8 @@ def run(ctx, deadline, load, max_num_seqs, spec_path, quantile, mean, cutoff, co
     console = stdout_console()
     print_note(console, workspace.source)
     console.print(outcome_table(outcome, top, workspace.source, load))
-    console.print(outcome_footer(outcome))
+    for line in outcome_footer(outcome):
+        console.print(line, soft_wrap=True)
 
 
 def _run_measured(ctx, spec, deadline, latency, study_name, as_json, budget_trials,
@@ -118,7 +120,7 @@ def _run_measured(ctx, spec, deadline, latency, study_name, as_json, budget_tria
 
 @click.command()
 @click.option("--deadlines", type=DurationRange(), default=None,
-              help="START:STOP:COUNT evenly spaced deadlines, e.g. 0.5s:5s:10.")
+              help="START:STOP:COUNT evenly spaced deadlines, e.g. 60ms:200ms:8.")
 @click.option("--loads", type=LoadRange(), default=None,
               help="Instead: START:STOP:COUNT loads at one --deadline, e.g. 0.5rps:8rps:6 "
                    "or 1conc:8conc:8; shows where the best configuration switches.")
@@ -139,7 +141,7 @@ def frontier(ctx, deadlines, loads, deadline, max_num_seqs, report_path, spec_pa
              mean, cutoff, confidence, hardware, feedback, as_json):
     """Show the best predicted accuracy for each deadline and where the optimum changes.
 
-    Example: latts-tune frontier --deadlines 0.5s:5s:10
+    Example: latts-tune frontier --deadlines 60ms:200ms:8
 
     Under load: latts-tune frontier --loads 0.5rps:8rps:6 --deadline 150ms
     """
@@ -205,7 +207,7 @@ def _load_frontier(ctx, spec, loads, deadline, latency, machine, max_num_seqs, r
 def export(ctx, study_name, trial_number, output_format, output_dir):
     """Write a study's best (or a chosen) trial as a preset and store it in the database.
 
-    Example: latts-tune export --study testbed-2s-q0.9 --format vllm -o presets/
+    Example: latts-tune export --study testbed-150ms-q0.9 --format vllm -o presets/
     """
     from tuner.core.operations import export_preset
 
@@ -215,6 +217,9 @@ def export(ctx, study_name, trial_number, output_format, output_dir):
     click.echo(f"Preset {preset.name} (stored in the database):")
     for path in paths:
         click.echo(f"  {path}")
+    server_files = [path for path in paths if path.name.endswith(".vllm.yaml")]
+    if server_files:
+        click.echo(f"Start the server: {preset.serving.vllm_command(str(server_files[0]))}")
 
 
 @click.group()
@@ -226,19 +231,23 @@ def presets():
 
 
 @presets.command("list")
+@json_option
 @click.pass_context
-def presets_list(ctx):
-    """List stored presets: name, study, trial, predicted accuracy and latency.
+def presets_list(ctx, as_json):
+    """List stored presets: name, study, trial, predicted accuracy and latency statistic.
 
     Example: latts-tune presets list
     """
     from storage import PresetStore
+    from tuner.cli.tables import preset_rows, presets_table
 
-    for record in PresetStore(open_database(ctx)).list():
-        predicted = record.body.get("predicted", {})
-        click.echo(f"{record.name}\tstudy={record.study_name}\ttrial={record.trial_number}\t"
-                   f"accuracy={predicted.get('accuracy', float('nan')):.3f}\t"
-                   f"latency_s={predicted.get('latency_s', float('nan')):.3f}")
+    records = PresetStore(open_database(ctx)).list()
+    if as_json:
+        click.echo(json.dumps(preset_rows(records), indent=2))
+    elif not records:
+        click.echo("No presets yet: `latts-tune export --study NAME -o presets/` stores one.")
+    else:
+        stdout_console().print(presets_table(records))
 
 
 @presets.command("import")
@@ -251,8 +260,10 @@ def presets_import(ctx, path):
     """
     from tuner.core.operations import import_preset
 
-    preset = import_preset(open_database(ctx), path)
-    click.echo(f"stored preset {preset.name}")
+    preset, changed = import_preset(open_database(ctx), path)
+    click.echo(f"stored preset {preset.name}"
+               + ("; its prediction was made again for what it now deploys (the file's "
+                  "no longer matched)" if changed else ""))
 
 
 @presets.command("show")
@@ -261,7 +272,7 @@ def presets_import(ctx, path):
 def presets_show(ctx, name):
     """Print a stored preset as JSON.
 
-    Example: latts-tune presets show testbed-2s-q0.9-t12
+    Example: latts-tune presets show testbed-150ms-q0.9-t202
     """
     from storage import PresetStore
 
@@ -274,7 +285,7 @@ def presets_show(ctx, name):
               help="Study to join; created when missing (needs --deadline).")
 @spec_option
 @click.option("--deadline", type=Duration(), default=None,
-              help="Deadline of a new study [default: the stored study's].")
+              help="Deadline of a new study, e.g. 150ms [default: the stored study's].")
 @click.option("--load", type=LoadParam(), default=None,
               help="Load of a new study, as `run --load` [default: the stored study's].")
 @quantile_option
@@ -292,15 +303,12 @@ def presets_show(ctx, name):
 @click.option("--min-trial-seconds", type=click.FloatRange(min=0), default=0.0,
               help="Pace trials: each holds its slot at least this long (spreads the load "
                    "on a shared database; the fault tests use it to catch a trial running).")
-@click.option("--storage", "storage_url", default=None,
-              help="Database URL (same as the global --storage), e.g. postgresql://host/db.")
 @click.pass_context
 def worker(ctx, study_name, spec_path, deadline, load, quantile, mean, cutoff, confidence,
-           hardware, feedback, n_trials, heartbeat_seconds, grace_seconds, min_trial_seconds,
-           storage_url):
+           hardware, feedback, n_trials, heartbeat_seconds, grace_seconds, min_trial_seconds):
     """Join a study on a shared database and run trials until its budget is complete.
 
-    Example: latts-tune worker --study tb-2s --deadline 2s
+    Example: latts-tune worker --study testbed-150ms --deadline 150ms
     """
     from tuner.core.operations import work_on_study
     from tuner.core.spec import load_spec
@@ -308,8 +316,6 @@ def worker(ctx, study_name, spec_path, deadline, load, quantile, mean, cutoff, c
 
     quiet_optuna()
     quiet_worker_warnings()
-    if storage_url:
-        ctx.obj["storage"] = storage_url
     spec = load_spec(spec_path)
     options = WorkerOptions(heartbeat_seconds, grace_seconds, min_trial_s=min_trial_seconds)
     try:

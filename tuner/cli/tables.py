@@ -26,9 +26,9 @@ def outcome_table(outcome: StudyOutcome, top: int, source: CostSource | None = N
     under = f" under {load.label()}" if load is not None else ""
     table = Table(title=f"Best configurations for a {format_duration(outcome.deadline_s)} "
                         f"deadline ({latency_header}){under}{machine}")
-    for header in ("", "model", "N", "draft", "T", "accuracy (95% CI)", latency_header,
+    for header in ("", "model", "N", "speculation", "temp", "accuracy (95% CI)", latency_header,
                    *_bound_headers(objective), "mean latency", "trial"):
-        table.add_column(header, justify="left" if header in ("", "model", "draft")
+        table.add_column(header, justify="left" if header in ("", "model", "speculation")
                          else "right", no_wrap=True)
     for index, summary in enumerate(outcome.ranked[:top], start=1):
         table.add_row(f"#{index}", *_cells(summary, objective))
@@ -70,22 +70,31 @@ def _cells(summary: TrialSummary, objective: LatencyObjective) -> list[str]:
 
 
 def speculation_cell(config) -> str:
-    """The draft column: "tb-draft g=2", "ngram g=3" or "-"."""
+    """The speculation column: "tb-draft gamma=2", "ngram gamma=3" or "-"."""
     speculation = config.speculation
-    return f"{speculation.source} g={speculation.gamma}" if speculation else "-"
+    return speculation.label() if speculation else "-"
 
 
 def _accuracy(accuracy: float, low: float, high: float) -> str:
     return f"{accuracy:.1%} ({low * 100:.1f}-{high:.1%})"
 
 
-def outcome_footer(outcome: StudyOutcome) -> str:
-    """Where the study is stored and how it searched."""
+def outcome_footer(outcome: StudyOutcome) -> list[str]:
+    """Where the study is stored, how it searched, whether the deadline constrained the
+    choice, and the export command on a line of its own (to copy whole)."""
     search = ("every configuration scored (exhaustive)" if outcome.exhaustive
               else "constrained TPE search")
-    return (f"Study {outcome.study_name!r} in {outcome.storage_url}: {outcome.trials} trials "
-            f"({outcome.new_trials} new; {search}). Export: latts-tune export --study "
-            f"{outcome.study_name} --format vllm -o presets/")
+    lines = [f"Study {outcome.study_name!r} in {outcome.storage_url}: {outcome.trials} trials "
+             f"({outcome.new_trials} new; {search})."]
+    if len(outcome.ranked) == outcome.trials:
+        slowest = max(s.latency_upper_s for s in outcome.ranked)
+        lines.append(f"Every configuration meets this deadline (the slowest within "
+                     f"{format_duration(slowest)}): it constrains nothing, so the most "
+                     "accurate configuration wins; a shorter deadline trades accuracy for "
+                     "speed.")
+    lines.append(f"Export: latts-tune export --study {outcome.study_name} --format vllm "
+                 "-o presets/")
+    return lines
 
 
 def outcome_json(outcome: StudyOutcome, top: int, source: CostSource | None = None,
@@ -217,6 +226,47 @@ def calibration_json(report: CalibrationReport, source: CostSource) -> dict:
     }
 
 
+def preset_rows(records) -> list[dict]:
+    """Stored presets for machines: name, study, trial and the prediction (seconds)."""
+    rows = []
+    for record in records:
+        predicted = record.body.get("predicted", {})
+        rows.append({"name": record.name, "study": record.study_name,
+                     "trial": record.trial_number,
+                     "accuracy": predicted.get("accuracy"),
+                     "latency_statistic": _statistic_name(predicted),
+                     "latency_s": predicted.get("latency_s"),
+                     "latency_upper_s": predicted.get("latency_upper_s"),
+                     "deadline_s": predicted.get("deadline_s")})
+    return rows
+
+
+def _statistic_name(predicted: dict) -> str:
+    if predicted.get("latency_statistic") == "mean":
+        return "mean latency"
+    return f"p{(predicted.get('quantile') or 0.9) * 100:g} latency"
+
+
+def presets_table(records) -> Table:
+    """One row per stored preset, durations with units."""
+    table = Table(title="Stored presets")
+    for header in ("preset", "study", "trial", "accuracy", "latency (statistic)", "bound",
+                   "deadline"):
+        table.add_column(header, justify="left" if header in ("preset", "study") else "right",
+                         no_wrap=True)
+    for row in preset_rows(records):
+        table.add_row(row["name"], row["study"], str(row["trial"]),
+                      _maybe(row["accuracy"], "{:.1%}"),
+                      f"{_maybe(row['latency_s'], format_duration)} ({row['latency_statistic']})",
+                      _maybe(row["latency_upper_s"], format_duration),
+                      _maybe(row["deadline_s"], format_duration))
+    return table
+
+
+def _maybe(value, form) -> str:
+    if value is None:
+        return "-"
+    return form(value) if callable(form) else form.format(value)
 def load_frontier_table(points: list[LoadPoint], deadline_s: float, latency: LatencyObjective,
                         source: CostSource | None = None) -> Table:
     """Best configuration per load at one deadline; "switch" marks where it changes."""

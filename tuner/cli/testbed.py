@@ -19,7 +19,8 @@ def testbed() -> None:
 
 
 @testbed.command()
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Training seed: the same seed rebuilds the same weights.")
 @click.option("--only", multiple=True, help="Train only this model (repeat for several).")
 def train(seed: int, only: tuple[str, ...]) -> None:
     """Train the testbed family deterministically into studies/testbed/models (CPU).

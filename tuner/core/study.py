@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
@@ -33,6 +34,8 @@ from tuner.core.trials import TrialSummary, record_figures, summarize
 logger = logging.getLogger(__name__)
 
 ENUMERATION_LIMIT = 5000
+OBJECTIVE_DIGITS = 4
+METRIC_NAMES = ["predicted accuracy"]  # what optuna-dashboard calls the objective
 DEFAULT_TPE_TRIALS = 500
 
 
@@ -147,7 +150,8 @@ def objective(trial: optuna.Trial, space: SearchSpace, simulator: Simulator,
         trial.set_user_attr("max_num_seqs", result.max_num_seqs)
     # Feasible only when the statistic meets the deadline with the study's confidence.
     trial.set_constraint("latency", result.latency_upper_s - settings.deadline_s)
-    return result.accuracy
+    # The dashboard shows the objective as it is; the rank rule reads the exact accuracy.
+    return round(result.accuracy, OBJECTIVE_DIGITS)
 
 
 OnFinish = Callable[[optuna.Study, StudySettings, list[FrozenTrial]], None]
@@ -166,6 +170,10 @@ def run_study(storage_url: str, space: SearchSpace, simulator: Simulator,
     study = optuna.create_study(storage=open_rdb_storage(storage_url), study_name=name,
                                 direction="maximize", load_if_exists=True)
     check_settings(study, settings)
+    if study.metric_names != METRIC_NAMES:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged in 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(METRIC_NAMES)
     existing = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     configs = space.configurations()
     exhaustive = len(configs) <= ENUMERATION_LIMIT

@@ -32,6 +32,7 @@ from storage import (
     PresetStore,
     ProfileSet,
     ProfileStore,
+    UserInputError,
     ValidationRecord,
     ValidationStore,
     tool_version,
@@ -162,6 +163,31 @@ def _profile_name(profile: ProfileSet, path: str) -> str:
     return model_name(path)
 
 
+def repredict(preset: Preset, profile: ProfileSet) -> Preset:
+    """The preset with its prediction made again from `profile` for what it deploys now
+    (e.g. after `request.n` was edited); UserInputError when the profile cannot predict
+    it (more branches than samples per question, an unprofiled model or speculation)."""
+    config = configuration_of(preset, profile)
+    predicted = preset.predicted
+    objective = LatencyObjective(predicted.latency_statistic, predicted.quantile or 0.9,
+                                 predicted.cutoff, predicted.confidence or 0.5)
+    simulator = Simulator(profile, preset.provenance.task)
+    table = simulator.table(config.model, config.temperature)
+    if config.branches > table.samples_per_question:
+        raise UserInputError(
+            f"preset {preset.name}: request.n is {config.branches} but the profile has "
+            f"{table.samples_per_question} samples per question of {config.model}; lower n "
+            f"to at most {table.samples_per_question} or profile accuracy with --samples "
+            f"{config.branches}")
+    result = simulator.score(config, objective, predicted.deadline_s)
+    return preset.model_copy(update={"predicted": predicted.model_copy(update={
+        "accuracy": result.accuracy,
+        "accuracy_interval": (result.accuracy_low, result.accuracy_high),
+        "latency_s": result.latency_s,
+        "latency_upper_s": result.latency_upper_s if predicted.confidence else None,
+        "mean_latency_s": result.mean_latency_s})})
+
+
 def plan_of(preset: Preset, in_flight: int = 1) -> ExecutionPlan:
     """What the client sends for each question, from the preset's request section."""
     request = preset.request
@@ -182,7 +208,11 @@ def validate_preset(db: Database, preset_name: str, start_engine: EngineStarter,
     provenance = preset.provenance
     task = get_task(provenance.task)
     chosen = select_questions(task, split, questions, seed)
+    if progress is not None:
+        progress.start(f"starting the engine of {preset_name} (20-60 s)", 1)
     engine = start_engine(*preset_engine_arguments(preset))
+    if progress is not None:
+        progress.advance()
     try:
         hardware, version = engine.hardware(), engine.engine_version()
         profile, simulator = _simulator_for(db, preset, hardware, feedback)
@@ -200,6 +230,42 @@ def validate_preset(db: Database, preset_name: str, start_engine: EngineStarter,
     record = validation_record(preset_name, provenance.task, split, seed, prediction,
                                Measurement.of(report), report)
     record = _with_environment(record, hardware.fingerprint, version)
+    return ValidationStore(db).add(record)
+
+
+def validate_through_gateway(db: Database, preset_name: str, gateway_url: str, *,
+                             questions: int = 100, seed: int = 0,
+                             split: str = DEFAULT_SPLIT, api_key: str | None = None,
+                             progress: ProgressReporter | None = None) -> ValidationRecord:
+    """Run the preset's questions through its gateway (`latts-tune serve`) on this machine,
+    as a deployed client would, and store predicted vs measured. The gateway votes and
+    cuts at the deadline itself; latency is the client's wall clock."""
+    from profilers import describe_local_hardware
+    from profilers.gateway_client import run_through_gateway
+    from profilers.openai_engine import is_loopback_url
+
+    if not is_loopback_url(gateway_url):
+        raise UserInputError(f"--gateway-url {gateway_url}: validate predicts for this "
+                             "machine, so the gateway must run here (127.0.0.1)")
+    preset = Preset.model_validate(PresetStore(db).get(preset_name).body)
+    task = get_task(preset.provenance.task)
+    hardware = describe_local_hardware()
+    profile, simulator = _simulator_for(db, preset, hardware, feedback=True)
+    config = configuration_of(preset, profile)
+    deadline_s = preset.request.timeout_s or preset.predicted.deadline_s
+    # The gateway answers at the deadline with the branches done by then: a cutoff.
+    prediction = predict(simulator, config, deadline_s, questions)
+    model = preset.serving.served_model()
+    run_through_gateway(gateway_url, model, task, task.load_questions("train",
+                        WARMUP_QUESTIONS), deadline_s, api_key)
+    chosen = select_questions(task, split, questions, seed)
+    if progress is not None:
+        progress.start(f"measuring {len(chosen)} questions through the gateway", len(chosen))
+    report = run_through_gateway(gateway_url, model, task, chosen, deadline_s, api_key,
+                                 progress)
+    record = validation_record(preset_name, preset.provenance.task, split, seed, prediction,
+                               Measurement.of(report), report)
+    record = _with_environment(record, hardware.fingerprint, f"gateway {gateway_url}")
     return ValidationStore(db).add(record)
 
 

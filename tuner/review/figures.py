@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 from storage.records import AcceptanceRecord, CostPoint
 from tuner.core.configuration import LatencyObjective
@@ -24,8 +25,28 @@ DEADLINE_COLOR = "#d62728"
 BEST_COLOR = "#ff7f0e"
 PREFILL_COLOR = "#9467bd"
 DECODE_COLOR = "#2ca02c"
-LAYOUT = {"template": "plotly_white", "height": 460, "margin": {"l": 70, "r": 30, "t": 60,
-                                                                 "b": 60}}
+MARGIN = {"l": 70, "r": 30, "t": 60, "b": 60}
+PALETTE = qualitative.Dark24  # enough distinct colours for a profile's many lines
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+LAYOUT = {"template": "plotly_white", "height": 460, "margin": MARGIN}
+
+
+@dataclass(frozen=True)
+class TimeUnit:
+    """Figures show durations as the CLI does: milliseconds for sub-second deadlines."""
+
+    name: str
+    per_second: float
+
+    @classmethod
+    def for_deadline(cls, deadline_s: float) -> TimeUnit:
+        return cls("ms", 1000.0) if deadline_s < 1 else cls("s", 1.0)
+
+    def __call__(self, seconds: float) -> float:
+        return seconds * self.per_second
+
+    def text(self, seconds: float) -> str:
+        return f"{self(seconds):.4g} {self.name}"
 
 
 @dataclass(frozen=True)
@@ -56,46 +77,49 @@ def latency_accuracy_figure(summaries: Sequence[TrialSummary], deadline_s: float
     """Accuracy vs the bound of the predicted latency statistic (what the deadline is
     compared with) of every trial, a bar down to the statistic itself; traces: feasible,
     infeasible, best, deadline."""
+    unit = TimeUnit.for_deadline(deadline_s)
     feasible = [s for s in summaries if s.feasible]
     infeasible = [s for s in summaries if not s.feasible]
     figure = go.Figure()
-    figure.add_trace(_trial_markers(feasible, "feasible", FEASIBLE_COLOR, "circle"))
-    figure.add_trace(_trial_markers(infeasible, "infeasible", INFEASIBLE_COLOR, "x"))
-    figure.add_trace(_trial_markers([best] if best else [], "best", BEST_COLOR, "star", 16))
+    figure.add_trace(_trial_markers(feasible, "feasible", FEASIBLE_COLOR, "circle", unit))
+    figure.add_trace(_trial_markers(infeasible, "infeasible", INFEASIBLE_COLOR, "x", unit))
+    figure.add_trace(_trial_markers([best] if best else [], "best", BEST_COLOR, "star", unit,
+                                    16))
     accuracies = [s.accuracy for s in summaries] or [0.0, 1.0]
-    figure.add_trace(_deadline_line(deadline_s, min(accuracies), max(accuracies)))
+    figure.add_trace(_deadline_line(deadline_s, min(accuracies), max(accuracies), unit))
     figure.update_layout(
         title=f"Accuracy vs predicted {latency.describe()} ({len(summaries)} trials; "
               f"markers at its {latency.confidence:.0%}-confidence bound)",
-        xaxis_title=f"{latency.describe()}, bound (s)", yaxis_title="predicted accuracy",
-        yaxis_tickformat=".0%", **LAYOUT,
+        xaxis_title=f"{latency.describe()}, bound ({unit.name})",
+        yaxis_title="predicted accuracy", yaxis_tickformat=".0%", **LAYOUT,
     )
     return figure
 
 
 def _trial_markers(summaries: Sequence[TrialSummary], name: str, color: str, symbol: str,
-                   size: int = 8) -> go.Scatter:
+                   unit: TimeUnit, size: int = 8) -> go.Scatter:
     return go.Scatter(
-        x=[s.latency_upper_s for s in summaries], y=[s.accuracy for s in summaries],
+        x=[unit(s.latency_upper_s) for s in summaries], y=[s.accuracy for s in summaries],
         error_x={"type": "data", "symmetric": False, "array": [0.0] * len(summaries),
-                 "arrayminus": [s.latency_upper_s - s.latency_s for s in summaries],
+                 "arrayminus": [unit(s.latency_upper_s - s.latency_s) for s in summaries],
                  "color": color, "thickness": 1, "width": 0},
-        mode="markers", name=name, text=[_hover(s) for s in summaries],
+        mode="markers", name=name, text=[_hover(s, unit) for s in summaries],
         hovertemplate="%{text}<extra></extra>",
         marker={"color": color, "symbol": symbol, "size": size},
     )
 
 
-def _hover(summary: TrialSummary) -> str:
+def _hover(summary: TrialSummary, unit: TimeUnit) -> str:
     return (f"trial {summary.number}: {summary.configuration.label()}<br>"
             f"accuracy {summary.accuracy:.1%} ({summary.accuracy_low:.1%}-"
-            f"{summary.accuracy_high:.1%})<br>latency {summary.latency_s:.3f} s "
-            f"(bound {summary.latency_upper_s:.3f} s), mean {summary.mean_latency_s:.3f} s")
+            f"{summary.accuracy_high:.1%})<br>latency {unit.text(summary.latency_s)} "
+            f"(bound {unit.text(summary.latency_upper_s)}), mean "
+            f"{unit.text(summary.mean_latency_s)}")
 
 
-def _deadline_line(deadline_s: float, low: float, high: float) -> go.Scatter:
-    return go.Scatter(x=[deadline_s, deadline_s], y=[low, high], mode="lines",
-                      name=f"deadline {deadline_s:g} s",
+def _deadline_line(deadline_s: float, low: float, high: float, unit: TimeUnit) -> go.Scatter:
+    return go.Scatter(x=[unit(deadline_s)] * 2, y=[low, high], mode="lines",
+                      name=f"deadline {unit.text(deadline_s)}",
                       line={"color": DEADLINE_COLOR, "dash": "dash", "width": 2},
                       hoverinfo="name")
 
@@ -104,9 +128,10 @@ def frontier_figure(summaries: Sequence[TrialSummary], deadline_s: float,
                     latency: LatencyObjective) -> go.Figure:
     """Best predicted accuracy vs deadline from the study's trials; traces: frontier,
     95% CI (low, high), deadline."""
+    unit = TimeUnit.for_deadline(deadline_s)
     steps = pareto_steps(summaries)
     x_end = max([s.latency_upper_s for s in summaries] + [deadline_s]) * 1.05
-    xs = [step.deadline_s for step in steps] + [x_end]
+    xs = [unit(step.deadline_s) for step in steps] + [unit(x_end)]
     last = steps[-1:] if steps else []
     figure = go.Figure()
     for name, value in (("95% CI low", lambda s: s.accuracy_low),
@@ -119,13 +144,13 @@ def frontier_figure(summaries: Sequence[TrialSummary], deadline_s: float,
     figure.add_trace(go.Scatter(
         x=xs, y=[step.best.accuracy for step in steps + last], mode="lines+markers",
         line={"shape": "hv", "color": FEASIBLE_COLOR}, name="best accuracy",
-        text=[_hover(step.best) for step in steps + last],
-        hovertemplate="deadline %{x:.3f} s<br>%{text}<extra></extra>"))
+        text=[_hover(step.best, unit) for step in steps + last],
+        hovertemplate="deadline %{x:.4g} " + unit.name + "<br>%{text}<extra></extra>"))
     accuracies = [step.best.accuracy for step in steps] or [0.0, 1.0]
-    figure.add_trace(_deadline_line(deadline_s, min(accuracies), max(accuracies)))
+    figure.add_trace(_deadline_line(deadline_s, min(accuracies), max(accuracies), unit))
     figure.update_layout(
         title=f"Best predicted accuracy vs deadline ({latency.describe()})",
-        xaxis_title="deadline (s)", yaxis_title="predicted accuracy",
+        xaxis_title=f"deadline ({unit.name})", yaxis_title="predicted accuracy",
         yaxis_tickformat=".0%", **LAYOUT,
     )
     return figure
@@ -143,26 +168,30 @@ def breakdown_figure(bars: Sequence[BreakdownBar], latency: LatencyObjective,
                      deadline_s: float) -> go.Figure:
     """Mean prefill and decode seconds of the best trial beside its variants (N=1, no
     draft); traces: prefill, decode, latency statistic, deadline."""
+    unit = TimeUnit.for_deadline(deadline_s)
     labels = [f"{bar.role}<br>{bar.summary.configuration.label()}" for bar in bars]
     figure = go.Figure()
     for name, color, value in (("prefill (mean)", PREFILL_COLOR, lambda s: s.prefill_s),
                                ("decode (mean)", DECODE_COLOR, lambda s: s.decode_s)):
         figure.add_trace(go.Bar(
-            y=labels, x=[value(bar.summary) for bar in bars], name=name, orientation="h",
-            marker_color=color, hovertemplate="%{x:.3f} s<extra>" + name + "</extra>"))
+            y=labels, x=[unit(value(bar.summary)) for bar in bars], name=name,
+            orientation="h", marker_color=color,
+            hovertemplate="%{x:.4g} " + unit.name + "<extra>" + name + "</extra>"))
     figure.add_trace(go.Scatter(
-        y=labels, x=[bar.summary.latency_s for bar in bars], mode="markers+text",
+        y=labels, x=[unit(bar.summary.latency_s) for bar in bars], mode="markers+text",
         name=latency.describe(), marker={"symbol": "diamond", "size": 12, "color": "black"},
         text=[_bar_note(bar.summary) for bar in bars], textposition="middle right",
-        hovertemplate="%{x:.3f} s<extra>" + latency.describe() + "</extra>"))
-    figure.add_trace(go.Scatter(x=[deadline_s, deadline_s], y=[labels[0], labels[-1]]
-                                if labels else [], mode="lines", name=f"deadline {deadline_s:g} s",
+        hovertemplate="%{x:.4g} " + unit.name + "<extra>" + latency.describe() + "</extra>"))
+    figure.add_trace(go.Scatter(x=[unit(deadline_s)] * 2, y=[labels[0], labels[-1]]
+                                if labels else [], mode="lines",
+                                name=f"deadline {unit.text(deadline_s)}",
                                 line={"color": DEADLINE_COLOR, "dash": "dash"}))
     right_s = max([bar.summary.latency_s for bar in bars] + [deadline_s])
+    layout = {**LAYOUT, "margin": {**MARGIN, "l": 260}}  # whole labels
     figure.update_layout(
         barmode="stack", title="Latency breakdown of the best trial and its variants",
-        xaxis_title="seconds", xaxis_range=[0, right_s * 1.6],  # room for the notes
-        yaxis={"autorange": "reversed"}, **LAYOUT,
+        xaxis_title=unit.name, xaxis_range=[0, unit(right_s) * 1.6],  # room for the notes
+        yaxis={"autorange": "reversed"}, **layout,
     )
     return figure
 
@@ -183,13 +212,18 @@ def decode_cost_figure(points: Sequence[CostPoint], model: str,
     chosen = [p for p in points if p.model == model and speculation_source(p) == source
               and p.phase == "decode" and p.status == "ok"]
     figure = go.Figure()
+    gammas = sorted({p.gamma for p in chosen})
+    contexts = sorted({p.context_tokens for p in chosen})
     for gamma, context in sorted({(p.gamma, p.context_tokens) for p in chosen}):
         line = sorted((p for p in chosen if (p.gamma, p.context_tokens) == (gamma, context)),
                       key=lambda p: p.batch_size)
         name = f"ctx {context}" + (f", gamma {gamma}" if source else "")
+        # Colour says the context, the dash the draft length: 16 lines stay apart.
         figure.add_trace(go.Scatter(
             x=[p.batch_size for p in line], y=[p.seconds_median * 1000 for p in line],
             mode="lines+markers", name=name,
+            line={"color": PALETTE[contexts.index(context) % len(PALETTE)],
+                  "dash": DASHES[gammas.index(gamma) % len(DASHES)]},
             hovertemplate="batch %{x}<br>%{y:.2f} ms/step<extra>" + name + "</extra>"))
     title = f"Decode step cost: {model}" + (f" with {source}" if source else "")
     figure.update_layout(title=title, xaxis_title="live branches (batch)",
@@ -207,6 +241,7 @@ def acceptance_figure(records: Sequence[AcceptanceRecord]) -> go.Figure:
         figure.add_trace(go.Scatter(
             x=list(range(1, len(rates) + 1)), y=rates, mode="lines+markers", name=name,
             hovertemplate="position %{x}: %{y:.1%}<extra>" + name + "</extra>"))
+    figure.update_layout(colorway=PALETTE)
     figure.update_layout(title="Draft acceptance per position",
                          xaxis_title="draft position k", xaxis_dtick=1,
                          yaxis_title="P(first k drafts accepted)", yaxis_tickformat=".0%",

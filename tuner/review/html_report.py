@@ -14,6 +14,7 @@ import plotly.io as pio
 
 from storage import Database, ProfileSet, UserInputError
 from tuner.core.configuration import LatencyObjective
+from tuner.core.durations import format_duration
 from tuner.core.frontier import LoadPoint
 from tuner.core.machine import CostSource, describe
 from tuner.core.trials import TrialSummary
@@ -28,10 +29,10 @@ from tuner.review.study_review import (
     StudyReview,
     load_profile,
     load_study,
+    no_winner_text,
     review_of,
     study_figures,
     validation_results,
-    winner_note,
 )
 
 STYLE = """
@@ -41,6 +42,7 @@ th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
 th:nth-child(2), td:nth-child(2) { text-align: left; }
 pre { background: #f4f4f4; padding: 0.8em; }
 .figure { margin: 1.5em 0; }
+.warning { background: #fdecea; border-left: 4px solid #d62728; padding: 0.6em 1em; }
 """
 
 
@@ -49,7 +51,7 @@ def render_report(review: StudyReview, profile: ProfileSet, validations: list[di
     """The whole report as one HTML document (str)."""
     figures = _Figures()
     sections = [
-        _summary_section(review, profile),
+        _summary_section(review, profile, validations),
         _section("Trials", figures.html(study_figures(review).values())),
         _section(f"Top {top} configurations", _top_table(review.ranked[:top], review)),
         _section("Profile: decode cost", figures.html(_decode_figures(profile))),
@@ -94,7 +96,8 @@ def _section(title: str, body: str) -> str:
     return f"<section>\n<h2>{html.escape(title)}</h2>\n{body}\n</section>"
 
 
-def _summary_section(review: StudyReview, profile: ProfileSet) -> str:
+def _summary_section(review: StudyReview, profile: ProfileSet,
+                     validations: list[dict]) -> str:
     settings = review.settings
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     tuned_for = ""
@@ -105,10 +108,42 @@ def _summary_section(review: StudyReview, profile: ProfileSet) -> str:
     facts = (f"Spec <b>{html.escape(settings.spec_name)}</b>, task "
              f"<b>{html.escape(settings.task)}</b>, step costs of "
              f"<b>{html.escape(describe(profile.hardware))}</b>{tuned_for}, engine "
-             f"{html.escape(settings.engine_version)}; latency bound at "
-             f"{settings.confidence:.0%} confidence; report written {created}.")
-    note = html.escape(winner_note(review))
-    return _section("Summary", f"<p>{facts}</p>\n<pre>{note}</pre>")
+             f"{html.escape(settings.engine_version)}; report written {created}.")
+    deadline = (f"Deadline <b>{format_duration(settings.deadline_s)}</b> on the "
+                f"{html.escape(review.latency.describe())} at {settings.confidence:.0%} "
+                f"confidence; {len(review.summaries)} trials, {len(review.ranked)} feasible.")
+    body = [_missed_warning(review, validations), f"<p>{facts}</p>", f"<p>{deadline}</p>",
+            _winner_html(review)]
+    return _section("Summary", "\n".join(part for part in body if part))
+
+
+def _missed_warning(review: StudyReview, validations: list[dict]) -> str:
+    """A warning at the top when a validation later missed the study's deadline."""
+    deadline_s = review.settings.deadline_s
+    missed = [v for v in validations if v["measured_s"] > deadline_s]
+    if not missed:
+        return ""
+    items = "".join(f"<li>{html.escape(v['preset'])}: measured p90 "
+                    f"{format_duration(v['measured_s'])}</li>" for v in missed)
+    return (f'<div class="warning"><b>{len(missed)} of {len(validations)} validations '
+            f"missed the {format_duration(deadline_s)} deadline</b> (see Validation below):"
+            f"<ul>{items}</ul></div>")
+
+
+def _winner_html(review: StudyReview) -> str:
+    best = review.best
+    if best is None:
+        return f"<p>{html.escape(no_winner_text(review))}</p>"
+    return (f"<p><b>Winner (trial {best.number}):</b> "
+            f"<code>{html.escape(best.configuration.label())}</code></p>\n<ul>"
+            f"<li>predicted accuracy {best.accuracy:.1%} (95% CI {best.accuracy_low:.1%}-"
+            f"{best.accuracy_high:.1%})</li>"
+            f"<li>{html.escape(review.latency.describe())} {format_duration(best.latency_s)} "
+            f"(bound {format_duration(best.latency_upper_s)}), mean "
+            f"{format_duration(best.mean_latency_s)}: prefill "
+            f"{format_duration(best.prefill_s)}, decode {format_duration(best.decode_s)}, "
+            f"{best.tokens_per_step:.2f} tokens per step</li></ul>\n"
+            f"<p>Export the preset:</p><pre>{html.escape(review.export_command)}</pre>")
 
 
 def _top_table(ranked: tuple[TrialSummary, ...], review: StudyReview) -> str:

@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from storage import Database, ProfileSet, ProfileStore, UserInputError
 from tuner.core.configuration import Configuration, LatencyObjective
+from tuner.core.durations import format_duration
 from tuner.core.optuna_storage import open_rdb_storage
 from tuner.core.ranking import rank
 from tuner.core.study import StudySettings, stored_settings
@@ -140,20 +141,37 @@ def study_figures(review: StudyReview) -> dict:
 
 
 def winner_note(review: StudyReview) -> str:
-    """Markdown: the winner, its predicted figures, the runner-ups and the export command."""
+    """Markdown (the dashboard's note): the winner, its predicted figures and the export
+    command; without a winner, the fastest configuration and what it would need."""
     settings = review.settings
     lines = [f"# {review.study_name}", "",
-             f"Deadline **{settings.deadline_s:g} s** on the {review.latency.describe()}, "
-             f"task `{settings.task}`, {len(review.summaries)} trials "
-             f"({len(review.ranked)} feasible).", ""]
+             f"Deadline **{format_duration(settings.deadline_s)}** on the "
+             f"{review.latency.describe()} at {settings.confidence:.0%} confidence, task "
+             f"`{settings.task}`, {len(review.summaries)} trials ({len(review.ranked)} "
+             "feasible).", ""]
     best = review.best
     if best is None:
-        return "\n".join(lines + ["No configuration meets the deadline."])
+        return "\n".join(lines + [no_winner_text(review)])
     lines += [f"**Winner (trial {best.number}):** `{best.configuration.label()}`", "",
               f"- predicted accuracy {best.accuracy:.1%} "
               f"(95% CI {best.accuracy_low:.1%}-{best.accuracy_high:.1%})",
-              f"- {review.latency.describe()} {best.latency_s:.3f} s, mean "
-              f"{best.mean_latency_s:.3f} s (prefill {best.prefill_s:.3f} s, decode "
-              f"{best.decode_s:.3f} s, {best.tokens_per_step:.2f} tokens/step)", "",
+              f"- {review.latency.describe()} {format_duration(best.latency_s)} (bound "
+              f"{format_duration(best.latency_upper_s)}), mean "
+              f"{format_duration(best.mean_latency_s)} (prefill "
+              f"{format_duration(best.prefill_s)}, decode {format_duration(best.decode_s)}, "
+              f"{best.tokens_per_step:.2f} tokens/step)", "",
               "Export the preset:", "", "```", review.export_command, "```"]
     return "\n".join(lines)
+
+
+def no_winner_text(review: StudyReview) -> str:
+    """What an infeasible study says: the fastest configuration and the deadline it needs."""
+    if not review.summaries:
+        return "No trials."
+    fastest = min(review.summaries, key=lambda s: (s.latency_upper_s,
+                                                   s.configuration.sort_key()))
+    return (f"No configuration meets the deadline. The fastest is "
+            f"{fastest.configuration.label()}: {review.latency.describe()} "
+            f"{format_duration(fastest.latency_s)}, bound "
+            f"{format_duration(fastest.latency_upper_s)}; a deadline of at least that much "
+            "has a winner.")

@@ -235,7 +235,8 @@ class Simulator:
         correction = self.correction(config)
         key = (config.model, config.temperature, config.branches, config.vote, objective)
         if key not in self._sampling:  # shared by speculations: a spread relative to size
-            self._sampling[key] = self._sampling_parts(latency_s, objective)
+            self._sampling[key] = self._sampling_parts(self._plain_latency(config, latency_s),
+                                                       objective)
         if correction.checks:
             correction_sd = correction.log_sd
         else:  # nothing measured here corrects the slice: the cost model's own error
@@ -245,6 +246,21 @@ class Simulator:
                            engine_start_sd=self.corrections.engine_start_sd,
                            drift_sd=DRIFT_SD,
                            sampling_sd=float(np.hypot(*self._sampling[key])))
+
+    def _plain_latency(self, config: Configuration, latency_s: np.ndarray) -> np.ndarray:
+        """Latencies [Q, S] of the configuration without speculation: the sampling spread
+        is relative, so every speculation of a branch count shares the plain one's (the
+        same number whatever was scored first)."""
+        if config.speculation is None:
+            return latency_s
+        plain = replace(config, speculation=None)
+        table = self.table(config.model, config.temperature)
+        try:
+            prefill_s, decode_finish_s = self._timings(table.prompt_tokens, plain,
+                                                       self._draw(plain, table))
+        except ProfileIncomplete:
+            return latency_s
+        return (prefill_s[:, None, None] + decode_finish_s).max(axis=2)
 
     def sampling_sd(self, latency_s: np.ndarray, objective: LatencyObjective) -> float:
         """Spread of log(measured / predicted statistic): the statistic over
