@@ -211,6 +211,11 @@ def test_run_under_load_names_the_load_and_export_sizes_the_engine(workdir, tmp_
     # largest profiled batch (16).
     assert n <= seqs <= 16 and (seqs % n == 0 or seqs == 16)
     assert preset["request"]["max_in_flight"] == -(-seqs // n)
+    from tuner.core.presets import read_preset_file
+    from tuner.gateway.settings import settings_from_preset
+
+    gateway = settings_from_preset(read_preset_file(preset_file), "http://127.0.0.1:1")
+    assert gateway.max_concurrent_requests == preset["request"]["max_in_flight"]
 
 
 def test_frontier_over_loads_shows_switch_points_and_writes_a_report(workdir, tmp_path):
