@@ -12,7 +12,11 @@ Hard deadline: a request still running `deadline_s` after submission is aborted 
 the engine's own abort, and the vote uses the branches that finished before it.
 
 Questions run one at a time by default (single-request latency, what the tuner predicts);
-`in_flight` > 1 keeps that many requests running at once.
+`in_flight` > 1 keeps that many requests running at once (a closed loop of that many
+clients). With `arrivals_s` (seconds from the start, one per question) requests arrive on
+that schedule instead (an open loop, e.g. Poisson arrivals), `in_flight` bounding how many
+run at once; a request's latency then runs from its scheduled arrival, so a late
+submission (the engine step in progress) counts, as it would for a client.
 """
 
 from __future__ import annotations
@@ -56,10 +60,15 @@ class ExecutionPlan:
     in_flight: int = 1
     sampling_seed: int | None = None  # None: unseeded, as a serving client sends
     vote: VoteRule = MAJORITY
+    arrivals_s: tuple[float, ...] | None = None  # open loop: arrival of each question
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.in_flight < 1 or self.max_tokens < 1:
             raise UserInputError("n, in_flight and max_tokens must be at least 1")
+        if self.arrivals_s is not None and any(
+                later < earlier for earlier, later in zip(self.arrivals_s, self.arrivals_s[1:],
+                                                          strict=False)):
+            raise UserInputError("arrival times must not decrease")
         if self.deadline_s is not None and self.deadline_s <= 0:
             raise UserInputError(f"deadline must be positive (got {self.deadline_s} s)")
 
@@ -159,15 +168,24 @@ def execute(engine: StreamingEngine, task: Task, questions: list[Question],
     progress = progress or SilentProgress()
     if engine.has_unfinished():
         raise RuntimeError("the engine is busy with other requests; latency would mix them")
+    if plan.arrivals_s is not None and len(plan.arrivals_s) != len(questions):
+        raise UserInputError(f"{len(plan.arrivals_s)} arrival times for {len(questions)} "
+                             "questions; give one per question")
     pending = deque(enumerate(questions))
     live: dict[str, _Live] = {}
     outcomes: dict[int, QuestionOutcome] = {}
     started_s = time.perf_counter()
     while pending or live:
         while pending and len(live) < plan.in_flight:
+            arrival_s = _arrival(plan, pending[0][0], started_s)
+            if arrival_s > time.perf_counter():
+                break
             index, question = pending.popleft()
             live[_submit(engine, task, question, plan)] = _Live(
-                index, question, time.perf_counter(), plan.n)
+                index, question, arrival_s, plan.n)
+        if not live:  # open loop, nothing running: wait for the next arrival
+            time.sleep(max(0.0, _arrival(plan, pending[0][0], started_s) - time.perf_counter()))
+            continue
         for delta in engine.step():
             if delta.request_id in live:  # late deltas of aborted requests are dropped
                 live[delta.request_id].add(delta)
@@ -177,6 +195,13 @@ def execute(engine: StreamingEngine, task: Task, questions: list[Question],
             progress.advance()
     return ExecutionReport(tuple(outcomes[i] for i in sorted(outcomes)),
                            time.perf_counter() - started_s)
+
+
+def _arrival(plan: ExecutionPlan, index: int, started_s: float) -> float:
+    """When question `index` arrives (perf_counter seconds): now, without a schedule."""
+    if plan.arrivals_s is None:
+        return time.perf_counter()
+    return started_s + plan.arrivals_s[index]
 
 
 def _submit(engine: StreamingEngine, task: Task, question: Question,

@@ -71,3 +71,22 @@ def test_bad_plans_are_refused():
         ExecutionPlan(n=0, temperature=0.8, max_tokens=8)
     with pytest.raises(UserInputError, match="deadline must be positive"):
         ExecutionPlan(n=1, temperature=0.8, max_tokens=8, deadline_s=0)
+
+
+def test_open_loop_submits_on_the_schedule_and_times_from_the_arrival():
+    # Two requests 0.1 s apart, each 3 steps of 0.005 s: the second is submitted at its
+    # arrival, not before, and both take about 3 steps from their arrival.
+    engine = ScriptedEngine(["#3"], step_s=0.005)
+    plan = ExecutionPlan(n=1, temperature=0.8, max_tokens=8, in_flight=4,
+                         arrivals_s=(0.0, 0.1))
+    report = execute(engine, TASK, QUESTIONS, plan)
+    assert report.wall_s >= 0.1
+    assert all(0.005 <= o.latency_s < 0.08 for o in report.outcomes)
+
+
+def test_open_loop_needs_one_arrival_per_question():
+    plan = ExecutionPlan(n=1, temperature=0.8, max_tokens=8, arrivals_s=(0.0,))
+    with pytest.raises(UserInputError, match="one per question"):
+        execute(ScriptedEngine(["#3"]), TASK, QUESTIONS, plan)
+    with pytest.raises(UserInputError, match="must not decrease"):
+        ExecutionPlan(n=1, temperature=0.8, max_tokens=8, arrivals_s=(1.0, 0.5))

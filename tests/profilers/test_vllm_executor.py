@@ -51,3 +51,19 @@ def test_requests_in_flight_run_together(engine):
     report = execute(engine, TASK, questions, plan)
     assert len(report.outcomes) == 4
     assert report.wall_s < sum(o.latency_s for o in report.outcomes)
+
+
+def test_open_loop_arrivals_overlap_and_are_timed_from_their_schedule(engine):
+    # Six requests 30 ms apart: they arrive while earlier ones decode, so the engine batches
+    # them; the run cannot end before the last arrival, and each latency is measured from
+    # its own arrival (so none exceeds the whole run).
+    questions = TASK.load_questions("validation", 6)
+    arrivals_s = tuple(0.03 * k for k in range(6))
+    plan = ExecutionPlan(n=2, temperature=0.8, max_tokens=48, in_flight=8,
+                         arrivals_s=arrivals_s)
+    report = execute(engine, TASK, questions, plan)
+    assert [o.question_id for o in report.outcomes] == [q.question_id for q in questions]
+    assert report.wall_s >= arrivals_s[-1]
+    assert all(0 < o.latency_s <= report.wall_s for o in report.outcomes)
+    assert all(len(o.branch_tokens) == 2 for o in report.outcomes)
+    assert not engine.has_unfinished()

@@ -192,6 +192,71 @@ def test_readme_main_command_meets_its_deadline_on_a_fresh_database(tmp_path):
     assert best["configuration"]["model"] in {"tb-small", "tb-medium", "tb-large"}
 
 
+def test_run_under_load_names_the_load_and_export_sizes_the_engine(workdir, tmp_path):
+    url, spec = workdir
+    result = invoke("--storage", url, "run", "--deadline", "12s", "--load", "0.2rps",
+                    "--spec", str(spec))
+    assert result.exit_code == 0, result.output
+    assert "under 0.2 requests/s (Poisson)" in result.output.replace("\n", "")
+    assert "fam-12s-q0.9-at0.2rps" in result.output.replace("\n", "")
+    out = tmp_path / "presets"
+    exported = invoke("--storage", url, "export", "--study", "fam-12s-q0.9-at0.2rps",
+                      "--format", "json", "-o", str(out))
+    assert exported.exit_code == 0, exported.output
+    (preset_file,) = out.glob("*.preset.json")
+    preset = json.loads(preset_file.read_text())
+    n, seqs = preset["request"]["n"], preset["serving"]["vllm"]["max-num-seqs"]
+    assert preset["predicted"]["load"] == "0.2rps"
+    # Sized to the most branches the load ran at once, in whole requests, at most the
+    # largest profiled batch (16).
+    assert n <= seqs <= 16 and (seqs % n == 0 or seqs == 16)
+    assert preset["request"]["max_in_flight"] == -(-seqs // n)
+    from tuner.core.presets import read_preset_file
+    from tuner.gateway.settings import settings_from_preset
+
+    gateway = settings_from_preset(read_preset_file(preset_file), "http://127.0.0.1:1")
+    assert gateway.max_concurrent_requests == preset["request"]["max_in_flight"]
+
+
+def test_frontier_over_loads_shows_switch_points_and_writes_a_report(workdir, tmp_path):
+    url, spec = workdir
+    result = invoke("--storage", url, "frontier", "--loads", "0.05rps:0.45rps:3", "--deadline",
+                    "12s", "--spec", str(spec), "--json")
+    assert result.exit_code == 0, result.output
+    points = json.loads(result.output)["points"]
+    assert [p["load"] for p in points] == ["0.05rps", "0.25rps", "0.45rps"]
+    report = tmp_path / "loads.html"
+    table = invoke("--storage", url, "frontier", "--loads", "0.05rps:0.45rps:3", "--deadline",
+                   "12s", "--spec", str(spec), "--report", str(report))
+    assert table.exit_code == 0, table.output
+    assert "max-num-seqs" in table.output
+    assert ("Switch between" in table.output
+            or "The best configuration is the same at every load." in table.output)
+    assert "Switch points" in report.read_text()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--loads", "1rps:4conc:3", "--deadline", "1s"),
+     "Error: Invalid value for '--loads': load range '1rps:4conc:3': START and STOP must "
+     "both be rates (rps) or both concurrencies (conc)"),
+    (("--loads", "1rps:4rps:3"), "Error: --loads needs --deadline, e.g. --deadline 150ms"),
+    (("--deadlines", "1s:2s:2", "--loads", "1rps:4rps:3"),
+     "Error: give --deadlines, or --loads with --deadline"),
+])
+def test_bad_load_frontiers_are_one_line_errors(args, message):
+    result = invoke("frontier", *args, catch=True)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == message
+
+
+def test_bad_load_is_a_one_line_error():
+    result = invoke("run", "--deadline", "1s", "--load", "2", catch=True)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: Invalid value for '--load': load '2' is not a load; write e.g. 2rps "
+        "(Poisson arrivals), 4conc (4 clients) or trace:FILE")
+
+
 def test_presets_import_predicts_an_edited_preset_again_and_refuses_too_many_branches(
         workdir, tmp_path):
     url, spec = workdir

@@ -67,6 +67,44 @@ class StudyName(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
+class LoadParam(click.ParamType):
+    """A click parameter holding a load: 2rps, 4conc or trace:FILE (`tuner.core.load`)."""
+
+    name = "load"
+
+    def convert(self, value, param, ctx):
+        from tuner.core.load import Load, parse_load
+
+        if isinstance(value, Load):
+            return value
+        try:
+            return parse_load(value)
+        except UserInputError as error:
+            self.fail(str(error), param, ctx)
+
+
+class LoadRange(click.ParamType):
+    """A click parameter holding START:STOP:COUNT loads, e.g. 0.5rps:8rps:6."""
+
+    name = "start:stop:count"
+
+    def convert(self, value, param, ctx):
+        from tuner.core.load import parse_load_range
+
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_load_range(value)
+        except UserInputError as error:
+            self.fail(str(error), param, ctx)
+
+
+max_num_seqs_option = click.option(
+    "--max-num-seqs", type=click.IntRange(min=1), default=None,
+    help="Under load: the engine's cap on running branches (vLLM's max-num-seqs) "
+         "[default: the largest batch the decode profile measured].",
+)
+
 spec_option = click.option(
     "--spec", "spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None, help="Study spec YAML [default: the embedded studies/testbed.yaml].",

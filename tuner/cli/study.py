@@ -12,6 +12,8 @@ from tuner.cli.options import (
     Duration,
     DurationRange,
     FiniteFloatRange,
+    LoadParam,
+    LoadRange,
     StudyName,
     confidence_option,
     cutoff_option,
@@ -19,6 +21,7 @@ from tuner.cli.options import (
     latency_objective,
     machine_choice,
     machine_options,
+    max_num_seqs_option,
     mean_option,
     quantile_option,
     quiet_optuna,
@@ -30,6 +33,11 @@ from tuner.cli.options import (
 @click.option("--deadline", type=Duration(), required=True,
               help="Per-question latency deadline with a unit, e.g. 150ms (the testbed answers "
                    "in 50-200 ms; a large model on a GPU may need 60s or 2m).")
+@click.option("--load", type=LoadParam(), default=None,
+              help="Predict under this load: 2rps (Poisson arrivals), 4conc (4 clients, "
+                   "closed loop) or trace:FILE (arrival seconds, one per line) "
+                   "[default: one request at a time].")
+@max_num_seqs_option
 @spec_option
 @quantile_option
 @mean_option
@@ -49,11 +57,13 @@ from tuner.cli.options import (
 @click.option("--questions", type=click.IntRange(min=1), default=20, show_default=True,
               help="Measure mode: validation-split questions per trial.")
 @click.pass_context
-def run(ctx, deadline, spec_path, quantile, mean, cutoff, confidence, hardware, feedback,
-        study_name, as_json, top, mode, budget_trials, questions):
+def run(ctx, deadline, load, max_num_seqs, spec_path, quantile, mean, cutoff, confidence,
+        hardware, feedback, study_name, as_json, top, mode, budget_trials, questions):
     """Find the most accurate configuration whose latency meets the deadline.
 
     Example: latts-tune run --deadline 150ms
+
+    Under load: latts-tune run --deadline 150ms --load 4rps
 
     On the engine: latts-tune run --deadline 150ms --mode measure --budget-trials 8
     """
@@ -66,19 +76,25 @@ def run(ctx, deadline, spec_path, quantile, mean, cutoff, confidence, hardware, 
     spec = load_spec(spec_path)
     latency = latency_objective(spec, quantile, mean, cutoff, confidence)
     machine = machine_choice(hardware, feedback)
+    if mode == "measure" and (load is not None or max_num_seqs is not None):
+        raise click.UsageError("--load and --max-num-seqs predict; measure mode runs one "
+                               "request at a time")
+    if max_num_seqs is not None and load is None:
+        raise click.UsageError("--max-num-seqs applies under --load")
     if mode == "measure":
         _run_measured(ctx, spec, deadline, latency, study_name, as_json, budget_trials,
                       questions, machine)
         return
     # The figures are saved into the study for `latts-tune dashboard`.
     workspace, outcome = tune(open_database(ctx), spec, deadline, latency, study_name,
-                              on_finish=save_study_figures, machine=machine)
+                              on_finish=save_study_figures, machine=machine, load=load,
+                              max_num_seqs=max_num_seqs)
     if as_json:
-        click.echo(json.dumps(outcome_json(outcome, top, workspace.source), indent=2))
+        click.echo(json.dumps(outcome_json(outcome, top, workspace.source, load), indent=2))
         return
     console = stdout_console()
     print_note(console, workspace.source)
-    console.print(outcome_table(outcome, top, workspace.source))
+    console.print(outcome_table(outcome, top, workspace.source, load))
     for line in outcome_footer(outcome):
         console.print(line, soft_wrap=True)
 
@@ -105,8 +121,16 @@ def _run_measured(ctx, spec, deadline, latency, study_name, as_json, budget_tria
 
 
 @click.command()
-@click.option("--deadlines", type=DurationRange(), required=True,
+@click.option("--deadlines", type=DurationRange(), default=None,
               help="START:STOP:COUNT evenly spaced deadlines, e.g. 70ms:200ms:8.")
+@click.option("--loads", type=LoadRange(), default=None,
+              help="Instead: START:STOP:COUNT loads at one --deadline, e.g. 0.5rps:8rps:6 "
+                   "or 1conc:8conc:8; shows where the best configuration switches.")
+@click.option("--deadline", type=Duration(), default=None,
+              help="The deadline of --loads, e.g. 150ms.")
+@max_num_seqs_option
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="With --loads: also write an HTML report with its figure.")
 @spec_option
 @quantile_option
 @mean_option
@@ -115,18 +139,30 @@ def _run_measured(ctx, spec, deadline, latency, study_name, as_json, budget_tria
 @machine_options
 @json_option
 @click.pass_context
-def frontier(ctx, deadlines, spec_path, quantile, mean, cutoff, confidence, hardware, feedback,
-             as_json):
+def frontier(ctx, deadlines, loads, deadline, max_num_seqs, report_path, spec_path, quantile,
+             mean, cutoff, confidence, hardware, feedback, as_json):
     """Show the best predicted accuracy for each deadline and where the optimum changes.
 
     Example: latts-tune frontier --deadlines 70ms:200ms:8
+
+    Under load: latts-tune frontier --loads 0.5rps:8rps:6 --deadline 150ms
     """
     from tuner.cli.tables import frontier_json, frontier_table
     from tuner.core.operations import deadline_frontier
     from tuner.core.spec import load_spec
 
+    if (deadlines is None) == (loads is None):
+        raise click.UsageError("give --deadlines, or --loads with --deadline")
+    if loads is None and (deadline is not None or max_num_seqs is not None or report_path):
+        raise click.UsageError("--deadline, --max-num-seqs and --report go with --loads")
     spec = load_spec(spec_path)
     latency = latency_objective(spec, quantile, mean, cutoff, confidence)
+    if loads is not None:
+        if deadline is None:
+            raise click.UsageError("--loads needs --deadline, e.g. --deadline 150ms")
+        _load_frontier(ctx, spec, loads, deadline, latency, machine_choice(hardware, feedback),
+                       max_num_seqs, report_path, as_json)
+        return
     workspace, points = deadline_frontier(open_database(ctx), spec, deadlines, latency,
                                           machine_choice(hardware, feedback))
     if as_json:
@@ -135,6 +171,30 @@ def frontier(ctx, deadlines, spec_path, quantile, mean, cutoff, confidence, hard
     console = stdout_console()
     print_note(console, workspace.source)
     console.print(frontier_table(points, latency, workspace.source))
+
+
+def _load_frontier(ctx, spec, loads, deadline, latency, machine, max_num_seqs, report_path,
+                   as_json):
+    from tuner.cli.tables import load_frontier_json, load_frontier_table, switch_lines
+    from tuner.core.operations import load_switches
+
+    workspace, points = load_switches(open_database(ctx), spec, loads, deadline, latency,
+                                      machine, max_num_seqs)
+    if report_path is not None:
+        from tuner.review.html_report import write_load_report
+
+        write_load_report(points, deadline, latency, workspace.source, report_path)
+    if as_json:
+        click.echo(json.dumps(load_frontier_json(points, deadline, workspace.source),
+                              indent=2))
+        return
+    console = stdout_console()
+    print_note(console, workspace.source)
+    console.print(load_frontier_table(points, deadline, latency, workspace.source))
+    for line in switch_lines(points):
+        console.print(line)
+    if report_path is not None:
+        click.echo(f"Report written to {report_path}")
 
 
 @click.command()
@@ -228,6 +288,8 @@ def presets_show(ctx, name):
 @spec_option
 @click.option("--deadline", type=Duration(), default=None,
               help="Deadline of a new study, e.g. 150ms [default: the stored study's].")
+@click.option("--load", type=LoadParam(), default=None,
+              help="Load of a new study, as `run --load` [default: the stored study's].")
 @quantile_option
 @mean_option
 @cutoff_option
@@ -244,8 +306,8 @@ def presets_show(ctx, name):
               help="Pace trials: each holds its slot at least this long (spreads the load "
                    "on a shared database; the fault tests use it to catch a trial running).")
 @click.pass_context
-def worker(ctx, study_name, spec_path, deadline, quantile, mean, cutoff, confidence, hardware,
-           feedback, n_trials, heartbeat_seconds, grace_seconds, min_trial_seconds):
+def worker(ctx, study_name, spec_path, deadline, load, quantile, mean, cutoff, confidence,
+           hardware, feedback, n_trials, heartbeat_seconds, grace_seconds, min_trial_seconds):
     """Join a study on a shared database and run trials until its budget is complete.
 
     Example: latts-tune worker --study testbed-150ms --deadline 150ms
@@ -261,7 +323,7 @@ def worker(ctx, study_name, spec_path, deadline, quantile, mean, cutoff, confide
     try:
         latency = latency_objective(spec, quantile, mean, cutoff, confidence)
         report = work_on_study(open_database(ctx), spec, study_name, deadline, latency,
-                               n_trials, options, machine_choice(hardware, feedback))
+                               n_trials, options, machine_choice(hardware, feedback), load)
     except KeyboardInterrupt:
         click.echo("\nInterrupted: the running trial is marked failed; completed trials are "
                    "stored and other workers go on.", err=True)

@@ -9,21 +9,23 @@ from rich.table import Table
 from tuner.core.calibrate import CalibrationReport
 from tuner.core.configuration import Figures, LatencyObjective
 from tuner.core.durations import format_duration
-from tuner.core.frontier import FrontierPoint
+from tuner.core.frontier import FrontierPoint, LoadPoint
+from tuner.core.load import Load
 from tuner.core.machine import CostSource, describe
 from tuner.core.study import StudyOutcome
 from tuner.core.trials import TrialSummary
 
 
-def outcome_table(outcome: StudyOutcome, top: int, source: CostSource | None = None
-                  ) -> Table:
+def outcome_table(outcome: StudyOutcome, top: int, source: CostSource | None = None,
+                  load: Load | None = None) -> Table:
     """The best `top` feasible trials, then the best without speculation and with N=1;
     with a margin, the latency bound at the study's confidence and the margin too."""
     objective = outcome.objective
     latency_header = objective.describe()
     machine = f" on {source.title()}" if source is not None else ""
+    under = f" under {load.label()}" if load is not None else ""
     table = Table(title=f"Best configurations for a {format_duration(outcome.deadline_s)} "
-                        f"deadline ({latency_header}){machine}")
+                        f"deadline ({latency_header}){under}{machine}")
     for header in ("", "model", "N", "speculation", "temp", "accuracy (95% CI)", latency_header,
                    *_bound_headers(objective), "mean latency", "trial"):
         table.add_column(header, justify="left" if header in ("", "model", "speculation")
@@ -95,10 +97,12 @@ def outcome_footer(outcome: StudyOutcome) -> list[str]:
     return lines
 
 
-def outcome_json(outcome: StudyOutcome, top: int, source: CostSource | None = None) -> dict:
+def outcome_json(outcome: StudyOutcome, top: int, source: CostSource | None = None,
+                 load: Load | None = None) -> dict:
     """The outcome for machines (seconds, fractions)."""
     return {
         "study": outcome.study_name,
+        "load": load.key() if load is not None else None,
         "storage": outcome.storage_url,
         **machine_json(source),
         "deadline_s": outcome.deadline_s,
@@ -139,7 +143,7 @@ def summary_json(summary: TrialSummary | None) -> dict | None:
         return None
     data = {name: getattr(summary, name) for name in Figures.names()}
     return {"number": summary.number, "configuration": configuration_json(summary.configuration),
-            **data, "feasible": summary.feasible}
+            **data, "feasible": summary.feasible, "max_num_seqs": summary.max_num_seqs}
 
 
 def frontier_table(points: list[FrontierPoint], latency: LatencyObjective,
@@ -264,3 +268,63 @@ def _maybe(value, form) -> str:
     if value is None:
         return "-"
     return form(value) if callable(form) else form.format(value)
+def load_frontier_table(points: list[LoadPoint], deadline_s: float, latency: LatencyObjective,
+                        source: CostSource | None = None) -> Table:
+    """Best configuration per load at one deadline; "switch" marks where it changes."""
+    machine = f" on {source.title()}" if source is not None else ""
+    table = Table(title=f"Best predicted configuration vs load, {format_duration(deadline_s)} "
+                        f"deadline ({latency.describe()} over requests){machine}")
+    for header in ("load", "accuracy (95% CI)", latency.describe(), *_bound_headers(latency),
+                   "mean latency", "configuration", "max-num-seqs", "optimum"):
+        table.add_column(header, justify="left" if header == "configuration" else "right",
+                         no_wrap=True)
+    for index, point in enumerate(points):
+        if point.best is None:
+            blanks = ["-"] * (2 + len(_bound_headers(latency)))
+            table.add_row(point.load.key(), "-", *blanks, "nothing meets it", "-", "")
+            continue
+        best = point.best
+        table.add_row(
+            point.load.key(), _accuracy(best.accuracy, best.accuracy_low, best.accuracy_high),
+            format_duration(best.latency_s), *_bound_cells(best, latency),
+            format_duration(best.mean_latency_s), best.configuration.label(),
+            str(best.max_num_seqs), "switch" if point.changed else (
+                "first" if index == 0 else "same"))
+    return table
+
+
+def switch_lines(points: list[LoadPoint]) -> list[str]:
+    """One line per switch point: between which loads the best configuration changes."""
+    lines = []
+    for before, after in zip(points, points[1:], strict=False):
+        if after.changed:
+            old = before.best.configuration.label() if before.best else "nothing"
+            new = after.best.configuration.label() if after.best else "nothing"
+            lines.append(f"Switch between {before.load.key()} and {after.load.key()}: "
+                         f"{old} -> {new}")
+    return lines or ["The best configuration is the same at every load."]
+
+
+def load_frontier_json(points: list[LoadPoint], deadline_s: float,
+                       source: CostSource | None = None) -> dict:
+    return {
+        **machine_json(source),
+        "deadline_s": deadline_s,
+        "points": [
+            {
+                "load": point.load.key(),
+                "changed": point.changed,
+                "best": None if point.best is None else {
+                    "configuration": configuration_json(point.best.configuration),
+                    "accuracy": point.best.accuracy,
+                    "accuracy_low": point.best.accuracy_low,
+                    "accuracy_high": point.best.accuracy_high,
+                    "latency_s": point.best.latency_s,
+                    "latency_upper_s": point.best.latency_upper_s,
+                    "mean_latency_s": point.best.mean_latency_s,
+                    "max_num_seqs": point.best.max_num_seqs,
+                },
+            }
+            for point in points
+        ],
+    }

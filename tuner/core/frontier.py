@@ -1,4 +1,5 @@
-"""The best configuration per deadline, by exhaustive scoring of the space."""
+"""The best configuration per deadline, or per load at one deadline, by exhaustive scoring
+of the space."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tuner.core.configuration import LatencyObjective
+from tuner.core.load import Load
 from tuner.core.ranking import NoFeasibleConfiguration, best_of
 from tuner.core.simulator import SimulationResult, Simulator
 from tuner.core.space import SearchSpace
@@ -43,5 +45,34 @@ def frontier(space: SearchSpace, simulator: Simulator, deadlines_s: Iterable[flo
             best = None
         current = best.configuration if best else None
         points.append(FrontierPoint(deadline_s, best, bool(points) and current != previous))
+        previous = current
+    return points
+
+
+@dataclass(frozen=True)
+class LoadPoint:
+    """The best configuration under one load at a fixed deadline (None: nothing meets it)."""
+
+    load: Load
+    best: SimulationResult | None
+    changed: bool  # the optimal configuration differs from the previous load's: a switch
+
+
+def load_frontier(space: SearchSpace, simulator: Simulator, loads: Iterable[Load],
+                  deadline_s: float, latency: LatencyObjective) -> list[LoadPoint]:
+    """Best predicted configuration per load (in the order given), by exhaustive scoring of
+    the space with the arrival replay; a switch point lies between a point marked
+    `changed` and the one before it."""
+    configs = space.configurations()
+    points: list[LoadPoint] = []
+    previous = None
+    for load in loads:
+        results = [simulator.score(c, latency, deadline_s, load) for c in configs]
+        try:
+            best = best_of(results, deadline_s, latency)
+        except NoFeasibleConfiguration:
+            best = None
+        current = best.configuration if best else None
+        points.append(LoadPoint(load, best, bool(points) and current != previous))
         previous = current
     return points

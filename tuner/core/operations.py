@@ -25,7 +25,8 @@ from storage import (
     staged_files,
 )
 from tuner.core.configuration import LatencyObjective
-from tuner.core.frontier import FrontierPoint, frontier
+from tuner.core.frontier import FrontierPoint, LoadPoint, frontier, load_frontier
+from tuner.core.load import Load
 from tuner.core.machine import (
     THIS_MACHINE,
     CostSource,
@@ -44,6 +45,7 @@ from tuner.core.study import (
     StudySettings,
     load_trial,
     run_study,
+    stored_settings,
 )
 from tuner.core.validate import repredict
 from tuner.core.workers import (
@@ -51,7 +53,6 @@ from tuner.core.workers import (
     WorkerReport,
     open_worker_study,
     run_worker,
-    stored_latency,
     study_exists,
 )
 
@@ -68,15 +69,18 @@ class Workspace:
     simulator: Simulator
     source: CostSource
 
-    def settings(self, deadline_s: float, latency: LatencyObjective) -> StudySettings:
+    def settings(self, deadline_s: float, latency: LatencyObjective,
+                 load: Load | None = None) -> StudySettings:
         return StudySettings.create(self.spec, self.profile, deadline_s, latency,
-                                    self.source)
+                                    self.source, load, self.simulator.max_num_seqs)
 
 
 def open_workspace(db: Database, spec: StudySpec,
-                   machine: MachineChoice = THIS_MACHINE) -> Workspace:
+                   machine: MachineChoice = THIS_MACHINE,
+                   max_num_seqs: int | None = None) -> Workspace:
     """Load (importing the spec's shipped profile if needed) the profile for the machine
-    `machine` names (`tuner.core.machine`) and build space and simulator."""
+    `machine` names (`tuner.core.machine`) and build space and simulator (`max_num_seqs`:
+    the engine's cap under load, default the largest profiled batch)."""
     store = ProfileStore(db)
     target = target_machine(store, machine.hardware)
     reference = own_profile(store, target) or load_profile(store, spec)
@@ -84,7 +88,7 @@ def open_workspace(db: Database, spec: StudySpec,
                                   machine.feedback)
     space = build_space(profile, spec)
     simulator = Simulator(profile, spec.task, split=spec.split,
-                          corrections=source.corrections)
+                          corrections=source.corrections, max_num_seqs=max_num_seqs)
     return Workspace(spec, profile, space, simulator, source)
 
 
@@ -121,11 +125,12 @@ def _pair_of(records, path: Path) -> tuple[str, str]:
 
 def tune(db: Database, spec: StudySpec, deadline_s: float, latency: LatencyObjective,
          study_name: str | None = None, on_finish: OnFinish | None = None,
-         machine: MachineChoice = THIS_MACHINE) -> tuple[Workspace, StudyOutcome]:
-    """Run (or resume) the study of `spec` at `deadline_s` for the machine `machine` names;
-    `on_finish` as `run_study`'s."""
-    workspace = open_workspace(db, spec, machine)
-    settings = workspace.settings(deadline_s, latency)
+         machine: MachineChoice = THIS_MACHINE, load: Load | None = None,
+         max_num_seqs: int | None = None) -> tuple[Workspace, StudyOutcome]:
+    """Run (or resume) the study of `spec` at `deadline_s` for the machine `machine` names,
+    under `load` (None: one request at a time); `on_finish` as `run_study`'s."""
+    workspace = open_workspace(db, spec, machine, max_num_seqs)
+    settings = workspace.settings(deadline_s, latency, load)
     with optuna_storage_errors(db):
         outcome = run_study(db.url, workspace.space, workspace.simulator, settings,
                             study_name=study_name, max_trials=spec.max_trials,
@@ -149,17 +154,22 @@ def optuna_storage_errors(db: Database) -> Iterator[None]:
 
 def work_on_study(db: Database, spec: StudySpec, study_name: str, deadline_s: float | None,
                   latency: LatencyObjective, n_trials: int | None, options: WorkerOptions,
-                  machine: MachineChoice = THIS_MACHINE) -> WorkerReport:
-    """Join (or create, given a deadline) `study_name` and run trials until its budget is met."""
-    workspace = open_workspace(db, spec, machine)
+                  machine: MachineChoice = THIS_MACHINE, load: Load | None = None
+                  ) -> WorkerReport:
+    """Join (or create, given a deadline, under `load`) `study_name` and run trials until
+    its budget is met; joining, the study's own deadline, objective and load hold."""
     if deadline_s is None and not study_exists(db.url, study_name):
         raise UserInputError(f"study {study_name!r} does not exist in {db.display_url}; give "
                              "--deadline (e.g. --deadline 150ms) to create it")
     with optuna_storage_errors(db):
         study = open_worker_study(db.url, study_name, options)
+    max_num_seqs = None
     if deadline_s is None:
-        deadline_s, latency = stored_latency(study)
-    settings = workspace.settings(deadline_s, latency)
+        stored = stored_settings(study)
+        deadline_s, latency, load = stored.deadline_s, stored.objective, stored.load_value
+        max_num_seqs = stored.max_num_seqs or None
+    workspace = open_workspace(db, spec, machine, max_num_seqs)
+    settings = workspace.settings(deadline_s, latency, load)
     default = min(len(workspace.space), spec.max_trials or len(workspace.space))
     return run_worker(study, workspace.space, workspace.simulator, settings, n_trials, default,
                       options.min_trial_s)
@@ -173,6 +183,15 @@ def deadline_frontier(db: Database, spec: StudySpec, deadlines_s: tuple[float, .
     return workspace, frontier(workspace.space, workspace.simulator, deadlines_s, latency)
 
 
+def load_switches(db: Database, spec: StudySpec, loads: tuple[Load, ...], deadline_s: float,
+                  latency: LatencyObjective, machine: MachineChoice = THIS_MACHINE,
+                  max_num_seqs: int | None = None) -> tuple[Workspace, list[LoadPoint]]:
+    """Best configuration per load at `deadline_s`, for the machine `machine` names."""
+    workspace = open_workspace(db, spec, machine, max_num_seqs)
+    return workspace, load_frontier(workspace.space, workspace.simulator, loads, deadline_s,
+                                    latency)
+
+
 def export_preset(db: Database, study_name: str, trial_number: int | None,
                   output_format: str, directory: Path) -> tuple[Preset, list[Path]]:
     """Build the preset of a stored trial, write its files and save it in the database."""
@@ -182,7 +201,7 @@ def export_preset(db: Database, study_name: str, trial_number: int | None,
     preset = build_preset(summary, profile, study_name=study_name, task=settings.task,
                           deadline_s=settings.deadline_s, latency=settings.objective,
                           tuned_for=settings.target_fingerprint,
-                          corrections=settings.corrections)
+                          corrections=settings.corrections, load=settings.load_value)
     # Files and database both or neither: the files are renamed into place once it is saved.
     with staged_files(preset_files(preset, output_format, directory)) as paths:
         PresetStore(db).save(PresetRecord(name=preset.name, study_name=study_name,

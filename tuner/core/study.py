@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from storage import ProfileSet, UserInputError
 from tuner.core.configuration import Configuration, LatencyObjective
 from tuner.core.interrupts import interrupts_held
+from tuner.core.load import Load, parse_load
 from tuner.core.machine import CostSource
 from tuner.core.optuna_storage import has_optuna_tables, open_rdb_storage
 from tuner.core.ranking import NoFeasibleConfiguration, no_feasible_error, rank
@@ -83,14 +84,21 @@ class StudySettings:
     target_fingerprint: str = ""  # the machine tuned for, when not the costs' machine
     corrections: str = ""  # digest of the latency checks that corrected the costs
     spec_space: str = ""  # the spec's search fields (`spec_space`); "" in release 0.2 studies
+    load: str = ""  # the load's key (`tuner.core.load`); "": one request owns the engine
+    max_num_seqs: int = 0  # the engine's cap under load; 0: the largest profiled batch
 
     @property
     def objective(self) -> LatencyObjective:
         return LatencyObjective(self.statistic, self.quantile, self.cutoff, self.confidence)
 
+    @property
+    def load_value(self) -> Load | None:
+        return parse_load(self.load) if self.load else None
+
     @classmethod
     def create(cls, spec: StudySpec, profile: ProfileSet, deadline_s: float,
-               latency: LatencyObjective, source: CostSource | None = None) -> StudySettings:
+               latency: LatencyObjective, source: CostSource | None = None,
+               load: Load | None = None, max_num_seqs: int | None = None) -> StudySettings:
         # Tuned for another machine than the costs' with nothing correcting them, the
         # predictions are the costs' machine's own: the same study serves both.
         corrected = source if source is not None and source.corrections else None
@@ -104,6 +112,7 @@ class StudySettings:
             target_fingerprint=target.fingerprint if target else "",
             corrections=corrected.corrections_digest() if corrected is not None else "",
             spec_space=spec_space(spec),
+            load=load.key() if load is not None else "", max_num_seqs=max_num_seqs or 0,
         )
 
     def default_name(self) -> str:
@@ -113,6 +122,10 @@ class StudySettings:
         name = study_name_for(self.spec_name, self.deadline_s, self.objective)
         if self.target_fingerprint:
             name += f"-{self.target_fingerprint[:6]}"
+        if self.load_value is not None:
+            name += f"-at{self.load_value.tag()}"
+        if self.max_num_seqs:
+            name += f"-seqs{self.max_num_seqs}"
         return f"{name}-c{self.corrections[:6]}" if self.corrections else name
 
 
@@ -147,8 +160,11 @@ def objective(trial: optuna.Trial, space: SearchSpace, simulator: Simulator,
               settings: StudySettings) -> float:
     """Suggest, score, record, constrain: predicted accuracy to maximise."""
     config = space.suggest(trial)
-    result = simulator.score(config, settings.objective, settings.deadline_s)
+    result = simulator.score(config, settings.objective, settings.deadline_s,
+                             settings.load_value)
     record_figures(trial, result)
+    if result.max_num_seqs is not None:  # under load: what the preset's engine is sized to
+        trial.set_user_attr("max_num_seqs", result.max_num_seqs)
     # Feasible only when the statistic meets the deadline with the study's confidence.
     trial.set_constraint("latency", result.latency_upper_s - settings.deadline_s)
     # The dashboard shows the objective as it is; the rank rule reads the exact accuracy.
@@ -248,7 +264,8 @@ def check_study_attrs(study: optuna.Study, wanted: dict) -> None:
 
 
 # What a setting meant before it was stored (release 0.1).
-_LEGACY = {"confidence": 0.5, "target_fingerprint": "", "corrections": "", "spec_space": ""}
+_LEGACY = {"confidence": 0.5, "target_fingerprint": "", "corrections": "", "load": "",
+           "max_num_seqs": 0, "spec_space": ""}
 _UNRECORDED = {"spec_space"}
 
 

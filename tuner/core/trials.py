@@ -26,6 +26,7 @@ class TrialSummary(Figures):
     number: int
     configuration: Configuration
     feasible: bool
+    max_num_seqs: int | None = None  # under load: the engine's cap the figures hold for
 
 
 def record_figures(trial: optuna.Trial, figures: Figures) -> None:
@@ -47,6 +48,7 @@ def summarize(trial: FrozenTrial) -> TrialSummary:
         number=trial.number,
         configuration=configuration_from_params(trial.params),
         feasible=is_feasible(trial),
+        max_num_seqs=attrs.get("max_num_seqs"),
         **{name: float(attrs[name]) for name in RESULT_ATTRS},
     )
 

@@ -1,7 +1,9 @@
 """The concurrency limit: a slot per running request, an optional bounded wait, else 429.
 
 The preset's latency prediction assumes a request's branches own the engine
-(`max-num-seqs` = N), so by default a request above the limit is refused at once with 429
+(`max-num-seqs` = N; a preset tuned under a load sets the limit to the requests its
+engine was sized for, `request.max_in_flight`), so by default a request above the limit is
+refused at once with 429
 and a Retry-After saying when the earliest running request ends (its deadline): a client or
 load balancer can then retry here or elsewhere. A bounded queue is available; a queued
 request's wait counts against its own deadline.

@@ -95,11 +95,14 @@ class GatewaySettings:
 
 def settings_from_preset(preset: Preset, upstream_url: str, **overrides) -> GatewaySettings:
     """The gateway of a preset: its served model, task, branch count, sampling, vote rule
-    and deadline; the concurrency its server was sized for (max-num-seqs / n)."""
+    and deadline; the concurrency its server was sized for: the preset's `max_in_flight`
+    when it was tuned under a load (its engine holds that many requests' branches), else
+    max-num-seqs / n."""
     request = preset.request
     vllm = preset.serving.vllm
     seqs = vllm.get("max-num-seqs")  # a whole number >= 1 when present (the preset's schema)
-    concurrency = max(1, (seqs if isinstance(seqs, int) else request.n) // request.n)
+    concurrency = request.max_in_flight or max(
+        1, (seqs if isinstance(seqs, int) else request.n) // request.n)
     values = dict(
         upstream_url=upstream_url, served_model=preset.serving.served_model(),
         task=preset.provenance.task, n_branches=request.n,

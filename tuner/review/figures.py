@@ -15,6 +15,8 @@ from plotly.colors import qualitative
 
 from storage.records import AcceptanceRecord, CostPoint
 from tuner.core.configuration import LatencyObjective
+from tuner.core.frontier import LoadPoint
+from tuner.core.load import ConcurrencyLoad
 from tuner.core.trials import TrialSummary
 
 FEASIBLE_COLOR = "#1f77b4"
@@ -260,4 +262,53 @@ def validation_figure(rows: Sequence[dict]) -> go.Figure:
                                 line={"dash": "dot", "color": "gray"}))
     figure.update_layout(title="Validation: predicted vs measured p90 latency",
                          xaxis_title="predicted (s)", yaxis_title="measured (s)", **LAYOUT)
+    return figure
+
+
+def load_level(point: LoadPoint) -> float:
+    """Where a load sits on the x axis: requests per second, or clients."""
+    load = point.load
+    return float(load.count) if isinstance(load, ConcurrencyLoad) else load.rate_rps() or 0.0
+
+
+def load_frontier_figure(points: Sequence[LoadPoint], deadline_s: float,
+                         latency: LatencyObjective) -> go.Figure:
+    """Best predicted configuration per load at one deadline: its accuracy (left axis,
+    labelled with the configuration), its latency statistic and bound (right axis) against
+    the deadline, and a dotted line at each switch point; traces: accuracy, latency,
+    bound, deadline."""
+    shown = [p for p in points if p.best is not None]
+    xs = [load_level(p) for p in shown]
+    unit = ("clients" if points and isinstance(points[0].load, ConcurrencyLoad)
+            else "requests/s")
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(
+        x=xs, y=[p.best.accuracy for p in shown if p.best], mode="lines+markers+text",
+        name="best accuracy", line={"shape": "hv", "color": FEASIBLE_COLOR},
+        text=[p.best.configuration.label() if p.changed or i == 0 else ""
+              for i, p in enumerate(shown) if p.best],
+        textposition="top right",
+        hovertemplate="%{x} " + unit + "<br>%{y:.1%}<extra>best accuracy</extra>"))
+    for name, color, value in (
+            (latency.describe(), BEST_COLOR, lambda p: p.best.latency_s),
+            (f"bound ({latency.confidence:.0%})", PREFILL_COLOR,
+             lambda p: p.best.latency_upper_s)):
+        figure.add_trace(go.Scatter(
+            x=xs, y=[value(p) for p in shown], mode="lines+markers", name=name, yaxis="y2",
+            line={"color": color, "dash": "dot"},
+            hovertemplate="%{y:.3f} s<extra>" + name + "</extra>"))
+    figure.add_trace(go.Scatter(
+        x=[min(xs, default=0), max(xs, default=1)], y=[deadline_s, deadline_s], yaxis="y2",
+        mode="lines", name=f"deadline {deadline_s:g} s",
+        line={"color": DEADLINE_COLOR, "dash": "dash"}))
+    for before, after in zip(points, points[1:], strict=False):
+        if after.changed:
+            figure.add_vline(x=(load_level(before) + load_level(after)) / 2,
+                             line={"dash": "dot", "color": "gray"})
+    figure.update_layout(
+        title=f"Best predicted configuration vs load ({latency.describe()} <= "
+              f"{deadline_s:g} s; dotted: switch points)",
+        xaxis_title=f"load ({unit})", yaxis={"title": "predicted accuracy",
+                                              "tickformat": ".0%"},
+        yaxis2={"title": "seconds", "overlaying": "y", "side": "right"}, **LAYOUT)
     return figure

@@ -13,12 +13,15 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from storage import Database, ProfileSet, UserInputError, write_files
+from tuner.core.configuration import LatencyObjective
 from tuner.core.durations import format_duration
-from tuner.core.machine import describe
+from tuner.core.frontier import LoadPoint
+from tuner.core.machine import CostSource, describe
 from tuner.core.trials import TrialSummary
 from tuner.review.figures import (
     acceptance_figure,
     decode_cost_figure,
+    load_frontier_figure,
     speculation_source,
     validation_figure,
 )
@@ -187,3 +190,42 @@ def write_study_report(db: Database, study_name: str, output: Path, top: int = 1
     profile = load_profile(db, review.settings)
     text = render_report(review, profile, validation_results(db, study_name), top=top)
     return write_report(text, output)
+
+
+def render_load_report(points: list[LoadPoint], deadline_s: float, latency: LatencyObjective,
+                       source: CostSource) -> str:
+    """The best configuration per load as one HTML document: figure and table."""
+    figures = _Figures()
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    facts = (f"Step costs for <b>{html.escape(source.title())}</b>; each load replayed with "
+             f"the arrival replay of the simulator; {html.escape(latency.describe())} over "
+             f"requests within {deadline_s:g} s at {latency.confidence:.0%} confidence; "
+             f"report written {created}.")
+    headers = ("load", "configuration", "accuracy (95% CI)", f"{latency.describe()} (s)",
+               "bound (s)", "mean latency (s)", "max-num-seqs", "optimum")
+    rows = []
+    for point in points:
+        best = point.best
+        cells = ((point.load.key(), "nothing meets it", "", "", "", "", "", "")
+                 if best is None else
+                 (point.load.key(), best.configuration.label(),
+                  f"{best.accuracy:.1%} ({best.accuracy_low:.1%}-{best.accuracy_high:.1%})",
+                  f"{best.latency_s:.3f}", f"{best.latency_upper_s:.3f}",
+                  f"{best.mean_latency_s:.3f}", str(best.max_num_seqs),
+                  "switch" if point.changed else ""))
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    title = "latts-tune: best configuration vs load"
+    body = _section("Summary", f"<p>{facts}</p>") + "\n" + _section(
+        "Switch points", figures.html([load_frontier_figure(points, deadline_s, latency)])
+        + table)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{title}</title><style>{STYLE}</style></head>\n<body>\n<h1>{title}</h1>\n"
+            + body + "\n</body></html>\n")
+
+
+def write_load_report(points: list[LoadPoint], deadline_s: float, latency: LatencyObjective,
+                      source: CostSource, path: Path) -> Path:
+    """Render the load report (`render_load_report`) to `path`."""
+    return write_report(render_load_report(points, deadline_s, latency, source), path)

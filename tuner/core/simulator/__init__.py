@@ -24,20 +24,23 @@ bound it stays under at the objective's confidence (`tuner.core.margin`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from storage import ProfileSet, Speculation
+from storage import ProfileSet, Speculation, UserInputError
 from tuner.core.calibration import DRIFT_SD, Corrections, SliceCorrection
 from tuner.core.configuration import Configuration, Figures, LatencyObjective
 from tuner.core.cost_model import (
     CostKey,
+    OutOfProfiledRange,
     ProfileIncomplete,
     StepCostModel,
     cost_points_by_key,
     fit_cost_model,
 )
+from tuner.core.load import Load
 from tuner.core.margin import MARGIN_QUESTIONS, Uncertainty
 from tuner.core.simulator.accuracy import (
     AccuracyTable,
@@ -48,6 +51,7 @@ from tuner.core.simulator.accuracy import (
     predictive_interval,
     vote_correct,
 )
+from tuner.core.simulator.load import LinearCost, LoadReplay, ReplayInput, replay_arrivals
 from tuner.core.simulator.speculation import (
     branch_steps,
     matching_records,
@@ -65,9 +69,11 @@ DEFAULT_SUBSETS = 64
 SAMPLING_DRAWS = 400
 PROFILE_DRAWS = 100
 PROFILE_SUBSETS = 8
+LOAD_REQUESTS = 600  # requests an arrival replay runs (the first 10% warm the engine up)
 
 __all__ = [
     "AccuracyTable",
+    "LoadReplay",
     "SimulationResult",
     "Simulator",
     "build_accuracy_table",
@@ -83,6 +89,9 @@ class SimulationResult(Figures):
     configuration: Configuration
     questions: int
     subsets: int
+    # Under load: the engine's cap on running branches the prediction holds for, sized to
+    # the most the replay ran at once (None: one request owns the engine, max = N).
+    max_num_seqs: int | None = None
 
 
 class Simulator:
@@ -91,13 +100,16 @@ class Simulator:
     def __init__(self, profile: ProfileSet, task: str, *, split: str | None = None,
                  subsets: int = DEFAULT_SUBSETS, seed: int = 0,
                  acceptance_noise: bool = True, corrections: Corrections | None = None,
-                 margin_questions: int = MARGIN_QUESTIONS) -> None:
+                 margin_questions: int = MARGIN_QUESTIONS, max_num_seqs: int | None = None,
+                 load_requests: int = LOAD_REQUESTS) -> None:
         self.profile = profile
         self.task = task
         self.seed = seed
         self.acceptance_noise = acceptance_noise
         self.corrections = corrections or Corrections(())
         self.margin_questions = margin_questions
+        self.max_num_seqs = max_num_seqs  # under load; None: the largest profiled batch
+        self.load_requests = load_requests
         self._samples = [
             s for s in profile.accuracy if s.task == task and (split is None or s.split == split)
         ]
@@ -109,7 +121,7 @@ class Simulator:
         self._draws: dict[tuple[str, float, int, int | None], Draw] = {}
         self._votes: dict[tuple, tuple] = {}
         self._acceptance: dict[tuple[str, Speculation, float], list] = {}
-        self._sampling: dict[tuple, float] = {}
+        self._sampling: dict[tuple, tuple[float, float]] = {}
 
     @property
     def subsets(self) -> int:
@@ -179,9 +191,12 @@ class Simulator:
                                         config.speculation.gamma)
 
     def score(self, config: Configuration, objective: LatencyObjective | None = None,
-              deadline_s: float | None = None) -> SimulationResult:
-        """Predict accuracy and latency of `config` (see the module docstring)."""
+              deadline_s: float | None = None, load: Load | None = None) -> SimulationResult:
+        """Predict accuracy and latency of `config` (see the module docstring); under a
+        `load`, latency over requests arriving as it says (`replay_load`)."""
         objective = objective or LatencyObjective()
+        if load is not None:
+            return self._score_under_load(config, objective, load)
         if objective.cutoff and deadline_s is None:
             raise ValueError("a cutoff needs a deadline")
         table = self.config_table(config)
@@ -244,9 +259,9 @@ class Simulator:
         """The spread of the statistic of `latency_s` [Q, S] (see tuner.core.margin)."""
         correction = self.correction(config)
         key = (config.model, config.temperature, config.branches, config.vote, objective)
-        if key not in self._sampling:
-            self._sampling[key] = self.sampling_sd(self._plain_latency(config, latency_s),
-                                                   objective)
+        if key not in self._sampling:  # shared by speculations: a spread relative to size
+            self._sampling[key] = self._sampling_parts(self._plain_latency(config, latency_s),
+                                                       objective)
         if correction.checks:
             correction_sd = correction.log_sd
         else:  # nothing measured here corrects the slice: the cost model's own error
@@ -255,7 +270,7 @@ class Simulator:
         return Uncertainty(correction_sd=correction_sd,
                            engine_start_sd=self.corrections.engine_start_sd,
                            drift_sd=DRIFT_SD,
-                           sampling_sd=self._sampling[key])
+                           sampling_sd=float(np.hypot(*self._sampling[key])))
 
     def _plain_latency(self, config: Configuration, latency_s: np.ndarray) -> np.ndarray:
         """Latencies [Q, S] of the configuration without speculation: the sampling spread
@@ -277,6 +292,12 @@ class Simulator:
         `margin_questions` new requests (each draw picks that many profiled questions with
         replacement, one subset of each) and the prediction's own estimate from the
         profiled questions (a bootstrap over them)."""
+        return float(np.hypot(*self._sampling_parts(latency_s, objective)))
+
+    def _sampling_parts(self, latency_s: np.ndarray, objective: LatencyObjective
+                        ) -> tuple[float, float]:
+        """(spread over `margin_questions` new requests, spread of the profile's own
+        estimate) of log statistic, from latencies [Q, S] of requests alone."""
         q, s = latency_s.shape
         rng = np.random.default_rng([self.seed, q, s, self.margin_questions])
         rows = rng.integers(0, q, size=(SAMPLING_DRAWS, self.margin_questions))
@@ -288,7 +309,156 @@ class Simulator:
         kept = rng.integers(0, s, size=(PROFILE_DRAWS, q, min(s, PROFILE_SUBSETS)))
         predicted = _statistics(latency_s[resampled, kept].reshape(PROFILE_DRAWS, -1),
                                 objective)
-        return float(np.hypot(np.std(np.log(measured)), np.std(np.log(predicted))))
+        return float(np.std(np.log(measured))), float(np.std(np.log(predicted)))
+
+    def replay_load(self, config: Configuration, load: Load) -> LoadReplay:
+        """Requests of `config` arriving as `load` says, replayed on one engine
+        (`tuner.core.simulator.load`): each request is a profiled question and subset
+        (fixed seed, the same sequence for every configuration), times this machine's
+        correction. OutOfProfiledRange, naming the points to measure, when the batch or
+        context the load reaches is outside the profile."""
+        replay = replay_arrivals(self._load_input(config, load))
+        self._check_load_range(config, load, replay)
+        return replay
+
+    def _score_under_load(self, config: Configuration, objective: LatencyObjective,
+                          load: Load) -> SimulationResult:
+        if objective.cutoff:
+            raise UserInputError("a hard cutoff under load is not modelled yet; drop "
+                                 "--cutoff (or --load)")
+        alone = self.score(config, objective)  # accuracy: load changes when, not what
+        replay = self.replay_load(config, load)
+        latency_s = replay.latency_s
+        statistic_s = objective.of(latency_s)
+        first_token_s = float(replay.first_token_latency_s.mean())
+        return replace(
+            alone,
+            latency_s=statistic_s,
+            latency_upper_s=self._load_uncertainty(config, replay, objective).upper(
+                statistic_s, objective.confidence),
+            mean_latency_s=float(latency_s.mean()),
+            prefill_s=first_token_s,  # under load: time to first token, queueing included
+            decode_s=float(latency_s.mean()) - first_token_s,
+            max_num_seqs=min(self.load_cap(config),
+                             config.branches * math.ceil(replay.peak_branches
+                                                         / config.branches)),
+        )
+
+    def _load_uncertainty(self, config: Configuration, replay: LoadReplay,
+                          objective: LatencyObjective) -> Uncertainty:
+        """The unloaded uncertainty, its request sampling taken from the replay: the spread
+        of the statistic between runs of `margin_questions` consecutive requests (queueing
+        makes neighbours alike, so draws of independent requests would understate it)."""
+        # The unloaded score of `config` ran first: its spreads are known.
+        key = (config.model, config.temperature, config.branches, config.vote, objective)
+        _, profile_sd = self._sampling[key]
+        uncertainty = self.uncertainty(config, np.empty((0, 0)), objective)
+        latency_s = replay.latency_s
+        runs = max(len(latency_s) // self.margin_questions, 1)
+        blocks = latency_s[: runs * self.margin_questions].reshape(runs, -1)
+        block_sd = float(np.std(np.log([objective.of(block) for block in blocks])))
+        return replace(uncertainty, sampling_sd=float(np.hypot(block_sd, profile_sd)))
+
+    def load_cap(self, config: Configuration) -> int:
+        """max_num_seqs of the replay: the one asked for, else the largest batch both the
+        decode and the prefill profile of the slice measured (never below N)."""
+        if self.max_num_seqs is not None:
+            return max(self.max_num_seqs, config.branches)
+        decode = self.cost_model(config.model, config.speculation, "decode")
+        prefill = self.cost_model(config.model, config.speculation, "prefill")
+        return max(min(decode.batch_range_[1], prefill.batch_range_[1]), config.branches)
+
+    def replay_requests(self, config: Configuration, arrivals_s, prompt_tokens,
+                        lengths) -> LoadReplay:
+        """The arrival replay of requests that arrived at `arrivals_s` [R] after prompts of
+        `prompt_tokens` [R] and whose N branches generated `lengths` [R, N] tokens (what a
+        run under load actually produced), from the profiled step costs without this
+        machine's correction: separates the replay's costs and scheduling from how lengths
+        are sampled."""
+        prompt = np.asarray(prompt_tokens, dtype=float)
+        # Branch order as the engine admits children (index order); only step counts
+        # are read from the draw, so its lengths need not be sorted.
+        draw = Draw.of_lengths(prompt, np.asarray(lengths, dtype=float)[:, None, :])
+        steps = self._branch_steps(config, draw)[:, 0, :]
+        return replay_arrivals(self._replay_input(config, prompt, steps, 1.0,
+                                                  np.asarray(arrivals_s, dtype=float), None))
+
+    def _replay_input(self, config: Configuration, prompt_tokens: np.ndarray,
+                      steps: np.ndarray, scale: float, arrivals_s: np.ndarray | None,
+                      clients: int | None) -> ReplayInput:
+        costs = [LinearCost.of(self.cost_model(config.model, config.speculation, phase)
+                               ).scaled(scale) for phase in ("decode", "prefill")]
+        return ReplayInput(prompt_tokens=prompt_tokens, steps=steps, decode=costs[0],
+                           prefill=costs[1], tokens_per_step=self.tokens_per_step(config),
+                           max_num_seqs=self.load_cap(config), arrivals_s=arrivals_s,
+                           clients=clients)
+
+    def _load_input(self, config: Configuration, load: Load) -> ReplayInput:
+        table = self.table(config.model, config.temperature)
+        draw = self._draw(config, table)
+        q, s, n = draw.lengths.shape
+        arrivals_s = None if load.clients is not None else load.arrivals_s(
+            self.load_requests, self.seed)
+        requests = self.load_requests if arrivals_s is None else len(arrivals_s)
+        rng = np.random.default_rng([self.seed, requests, q, s])
+        question, subset = rng.integers(0, q, size=requests), rng.integers(0, s, size=requests)
+        # Which branch the engine admits first has nothing to do with its length.
+        order = np.argsort(np.random.default_rng([self.seed, requests, n]).random(
+            (requests, n)), axis=1)
+        steps = np.take_along_axis(self._branch_steps(config, draw)[question, subset],
+                                   order, axis=1)
+        return self._replay_input(config, table.prompt_tokens[question], steps,
+                                  self.correction(config).scale, arrivals_s, load.clients)
+
+    def _branch_steps(self, config: Configuration, draw: Draw) -> np.ndarray:
+        """Decode steps of every branch [Q, S, N]: the drawn step counts with a varying
+        acceptance (as `_timings`), else tokens / E(gamma)."""
+        mean = self.tokens_per_step(config)
+        variance = self.tokens_per_step_variance(config) if self.acceptance_noise else 0.0
+        if config.speculation is None or variance <= 0:
+            return draw.lengths / mean
+        return branch_steps(draw.lengths, mean, variance, config.speculation.gamma, self.seed)
+
+    def _check_load_range(self, config: Configuration, load: Load,
+                          replay: LoadReplay) -> None:
+        """Refuse a replay that ran the engine outside the profiled batches or contexts,
+        saying which decode points to measure."""
+        checks = (("decode", replay.peak_branches, replay.peak_context_tokens),
+                  ("prefill", replay.peak_prefill_branches, replay.peak_prompt_tokens))
+        for phase, batch, tokens in checks:
+            model = self.cost_model(config.model, config.speculation, phase)
+            try:
+                model.check_range(np.array([[max(batch, 1), tokens]]))
+            except OutOfProfiledRange as error:
+                raise OutOfProfiledRange(
+                    f"{config.label()} at {load.key()}: {error}; measure it with "
+                    f"{self._profile_command(config, model, batch)}") from None
+
+    def _profile_command(self, config: Configuration, model: StepCostModel,
+                         batch: int) -> str:
+        """The `profile decode` command that measures what the replay lacked."""
+        measured = model.batch_range_[1]
+        if batch > measured:
+            sizes = [measured * 2]
+            while sizes[-1] < batch:
+                sizes.append(sizes[-1] * 2)
+            points = f"--batch-sizes {','.join(map(str, sizes))}"
+        else:
+            points = "--prompt-tokens with longer prompts"
+        prompts = sorted({p.context_tokens for p in self._points.get(
+            CostKey(config.model, config.speculation, "prefill"), [])})
+        if prompts and batch > measured:  # the same prompts, so the grid stays a grid
+            points += f" --prompt-tokens {','.join(map(str, prompts))}"
+        command = f"latts-tune profile decode --model {self._model_path(config.model)} {points}"
+        speculation = config.speculation
+        if speculation is not None and speculation.draft:
+            command += (f" --draft {self._model_path(speculation.draft)} "
+                        f"--gamma {speculation.gamma}")
+        return command
+
+    def _model_path(self, name: str) -> str:
+        record = next((m for m in self.profile.models if m.name == name), None)
+        return record.path if record is not None else name
 
     def replay_latency(self, config: Configuration, prompt_tokens, lengths,
                        draws: int = 16) -> np.ndarray:
