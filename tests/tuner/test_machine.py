@@ -87,8 +87,10 @@ def test_this_machines_own_costs_are_used_when_it_has_them(workdir):
     with Database(url) as db:
         ProfileStore(db).write(ProfileRecords(hardware=(HERE,), cost_points=here_costs))
     lines = run(url, spec)
-    assert not lines[0].startswith("Step costs")
-    assert f"({HERE.fingerprint[:12]})" in lines[0]  # the title names this machine
+    assert lines[0].startswith(f"Step costs measured on {HERE.cpu_model}, {HERE.cpu_cores} "
+                               f"cores ({HERE.fingerprint[:12]}), a machine of this type, "
+                               "and not yet checked")
+    assert f"({HERE.fingerprint[:12]})" in lines[1]  # the title names this machine
     own = predicted_s(url, MachineChoice())
     profiled = predicted_s(url, MachineChoice("feedc0"))
     assert own == pytest.approx(2 * profiled, rel=1e-6)

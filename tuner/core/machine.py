@@ -49,8 +49,8 @@ class CostSource:
         return self.target is not None and self.target.fingerprint != self.costs.fingerprint
 
     def note(self) -> str | None:
-        """One line for the top of the output when the costs are not the target's own or
-        are corrected (None when they are the target's own, uncorrected)."""
+        """One line for the top of the output: which machine measured the step costs and
+        what corrected them (None only with `--hardware any`)."""
         if self.foreign and not self.corrections:
             assert self.target is not None
             return (f"Step costs come from another machine, {describe(self.costs)}, not this "
@@ -61,6 +61,12 @@ class CostSource:
                      f"{describe(self.target or self.costs)}" if self.foreign
                      else f"measured on {describe(self.costs)}, corrected")
             return f"Step costs {where} by {self.corrections.describe()}."
+        if self.target is not None:
+            # One fingerprint is no promise: two AMD EPYC machines with the testbed's
+            # fingerprint decoded 5-7x apart (benchmarks/results/same_fingerprint.md).
+            return (f"Step costs measured on {describe(self.costs)}, a machine of this "
+                    "type, and not yet checked on this one; check them with "
+                    f"{CALIBRATE_COMMAND} (about 3 minutes).")
         return None
 
     def title(self) -> str:
