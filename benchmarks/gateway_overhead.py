@@ -52,11 +52,13 @@ def _arguments() -> argparse.Namespace:
 
 
 def _engine_config(directory: Path, model: str) -> Path:
+    from profilers.models import checkpoint_dtype
     from profilers.testbed.family import model_dir
 
     config = directory / f"{model}.vllm.yaml"
     config.write_text(f"model: {model_dir(model)}\nserved-model-name: {model}\n"
-                      f"max-model-len: 192\nseed: 0\nenforce-eager: true\n")
+                      f"max-model-len: 192\nseed: 0\nenforce-eager: true\n"
+                      f"dtype: {checkpoint_dtype(str(model_dir(model)))}\n")
     return config
 
 
