@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from unavailable import missing
 
 from profilers.engine import SpeculativeConfig
 from profilers.speculation import (
@@ -77,7 +78,7 @@ def sglang_spec_fields() -> tuple[set[str], str]:
     """Field names of SGLang's `Spec` namespace and its speculative_algorithm help text."""
     spec = importlib.util.find_spec("sglang")
     if spec is None or spec.origin is None:
-        pytest.skip("sglang's source is not installed")
+        missing("sglang's source is not installed (bash .ci/setup --test-tools)")
     source = Path(spec.origin).parent / "srt" / "arg_groups" / "fields" / "spec.py"
     tree = ast.parse(source.read_text())
     names, algorithms = set(), ""
@@ -114,7 +115,7 @@ def test_sglang_has_no_suffix_decoding():
 @pytest.fixture(scope="module")
 def vllm_parser():
     if importlib.util.find_spec("vllm") is None:
-        pytest.skip("vllm is not installed")
+        missing("vllm is not installed (pip install -e .[cpu])")
     from vllm.config import ModelConfig, ParallelConfig
     from vllm.config.speculative import SpeculativeConfig as VllmSpeculativeConfig
 

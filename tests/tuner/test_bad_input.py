@@ -12,6 +12,7 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 from tuner_synthetic import HARDWARE, family_profile
+from unavailable import missing
 
 from storage import Database, ProfileRecords, ProfileStore, export_profiles
 from tuner.cli import cli
@@ -381,7 +382,7 @@ NEEDS_VLLM = {"preset-vllm-refuses-type", "preset-vllm-refuses-flag"}
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_line_and_changes_nothing(world, case):
     if case in NEEDS_VLLM and importlib.util.find_spec("vllm") is None:
-        pytest.skip("vLLM is not installed: serving.vllm is checked by our schema only")
+        missing("vLLM is not installed: serving.vllm is checked by our schema only")
     url, root = world
     args, expected = CASES[case]
     before = _dump(url)

@@ -79,8 +79,6 @@ class RecordedEngine:
 @pytest.fixture(scope="module", params=[False, True], ids=["recorded", "jittered-lengths"])
 def recorded(request) -> tuple[list[list[dict]], bool]:
     """N recorded samples of tb-large for each of the first questions; whether jittered."""
-    if not PROFILE.exists():
-        pytest.skip("the shipped testbed profile is missing")
     samples = json.loads(gzip.decompress(PROFILE.read_bytes()))["accuracy"]
     by_question: dict[str, list[dict]] = {}
     for sample in samples:
