@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
-import threading
 import time
 
 import httpx
@@ -158,28 +156,9 @@ def test_an_unreachable_upstream_is_a_502_and_unhealthy():
 
 
 @pytest.fixture
-def silent_upstream():
-    """A TCP server that accepts connections and never answers (a hung upstream)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for connection in held:
-        connection.close()
-    server.close()
+def silent_upstream(silent_port):
+    """An upstream that accepts connections and never answers (a hung vLLM)."""
+    return f"http://127.0.0.1:{silent_port}"
 
 
 def test_a_hung_upstream_still_gets_an_answer_at_the_deadline(silent_upstream):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -143,31 +142,6 @@ def _trials_and_attrs(url: str, name: str) -> tuple[int, list[str]]:
 
 
 # -- bounded waits ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def silent_port():
-    """A TCP port on 127.0.0.1 whose server accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.1)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for connection in held:
-        connection.close()
-    server.close()
 
 
 def test_validate_against_a_silent_server_gives_up_after_the_timeout(world, silent_port,

@@ -12,6 +12,7 @@ from tuner.core.durations import format_duration
 from tuner.core.frontier import FrontierPoint, LoadPoint
 from tuner.core.load import Load
 from tuner.core.machine import CostSource, describe
+from tuner.core.simulator import SimulationResult
 from tuner.core.study import StudyOutcome
 from tuner.core.trials import TrialSummary
 
@@ -173,6 +174,19 @@ def frontier_table(points: list[FrontierPoint], latency: LatencyObjective,
     return table
 
 
+def best_json(best: SimulationResult) -> dict:
+    """A frontier point's best configuration and its predicted figures."""
+    return {
+        "configuration": configuration_json(best.configuration),
+        "accuracy": best.accuracy,
+        "accuracy_low": best.accuracy_low,
+        "accuracy_high": best.accuracy_high,
+        "latency_s": best.latency_s,
+        "latency_upper_s": best.latency_upper_s,
+        "mean_latency_s": best.mean_latency_s,
+    }
+
+
 def frontier_json(points: list[FrontierPoint], source: CostSource | None = None) -> dict:
     return {
         **machine_json(source),
@@ -180,15 +194,7 @@ def frontier_json(points: list[FrontierPoint], source: CostSource | None = None)
             {
                 "deadline_s": point.deadline_s,
                 "changed": point.changed,
-                "best": None if point.best is None else {
-                    "configuration": configuration_json(point.best.configuration),
-                    "accuracy": point.best.accuracy,
-                    "accuracy_low": point.best.accuracy_low,
-                    "accuracy_high": point.best.accuracy_high,
-                    "latency_s": point.best.latency_s,
-                    "latency_upper_s": point.best.latency_upper_s,
-                    "mean_latency_s": point.best.mean_latency_s,
-                },
+                "best": None if point.best is None else best_json(point.best),
             }
             for point in points
         ],
@@ -315,15 +321,7 @@ def load_frontier_json(points: list[LoadPoint], deadline_s: float,
                 "load": point.load.key(),
                 "changed": point.changed,
                 "best": None if point.best is None else {
-                    "configuration": configuration_json(point.best.configuration),
-                    "accuracy": point.best.accuracy,
-                    "accuracy_low": point.best.accuracy_low,
-                    "accuracy_high": point.best.accuracy_high,
-                    "latency_s": point.best.latency_s,
-                    "latency_upper_s": point.best.latency_upper_s,
-                    "mean_latency_s": point.best.mean_latency_s,
-                    "max_num_seqs": point.best.max_num_seqs,
-                },
+                    **best_json(point.best), "max_num_seqs": point.best.max_num_seqs},
             }
             for point in points
         ],

@@ -39,10 +39,7 @@ def frontier(space: SearchSpace, simulator: Simulator, deadlines_s: Iterable[flo
     previous = None
     for deadline_s in deadlines_s:
         results = shared or [simulator.score(c, latency, deadline_s) for c in configs]
-        try:
-            best = best_of(results, deadline_s, latency)
-        except NoFeasibleConfiguration:
-            best = None
+        best = _feasible_best(results, deadline_s, latency)
         current = best.configuration if best else None
         points.append(FrontierPoint(deadline_s, best, bool(points) and current != previous))
         previous = current
@@ -68,11 +65,17 @@ def load_frontier(space: SearchSpace, simulator: Simulator, loads: Iterable[Load
     previous = None
     for load in loads:
         results = [simulator.score(c, latency, deadline_s, load) for c in configs]
-        try:
-            best = best_of(results, deadline_s, latency)
-        except NoFeasibleConfiguration:
-            best = None
+        best = _feasible_best(results, deadline_s, latency)
         current = best.configuration if best else None
         points.append(LoadPoint(load, best, bool(points) and current != previous))
         previous = current
     return points
+
+
+def _feasible_best(results: list[SimulationResult], deadline_s: float,
+                   latency: LatencyObjective) -> SimulationResult | None:
+    """The rank rule's best of `results`, None when none meets the deadline."""
+    try:
+        return best_of(results, deadline_s, latency)
+    except NoFeasibleConfiguration:
+        return None
