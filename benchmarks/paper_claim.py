@@ -7,6 +7,7 @@ and then MEASURE on the real engine (validation questions, executor) the accurac
 (d) latts-tune's joint optimum. Writes benchmarks/results/paper_claim.json and .md.
 
 Usage: python benchmarks/paper_claim.py [--questions 200] [--deadlines 0.3s,0.8s,2s]
+           [--db PATH (e.g. a calibrated one)] [--cache PATH (measurements of this machine)]
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine_runs import RESULTS, machine_description, measure_all, open_testbed  # noqa: E402
+from engine_runs import CACHE, RESULTS, machine_description, measure_all, open_testbed  # noqa: E402
 
 from tuner.core.configuration import LatencyObjective  # noqa: E402
 from tuner.core.durations import format_duration, parse_duration  # noqa: E402
@@ -38,19 +39,20 @@ STRATEGIES = {
 
 def main() -> None:
     args = parse_args()
-    workspace = open_testbed(args.spec, RESULTS / "benchmarks.db")
+    workspace = open_testbed(args.spec, Path(args.db))
     scored = [workspace.simulator.score(c, OBJECTIVE) for c in workspace.space.configurations()]
     deadlines_s = args.deadlines or spanning_deadlines(scored)
     picks = {(d, name): best(scored, d, rule) for d in deadlines_s
              for name, rule in STRATEGIES.items()}
     configs = [p.configuration for p in picks.values() if p is not None]
-    measured = measure_all(workspace, configs, args.questions)
+    measured = measure_all(workspace, configs, args.questions, cache_path=Path(args.cache))
     rows = [row_of(d, name, picks[(d, name)], measured) for d in deadlines_s
             for name in STRATEGIES]
     result = {
         "command": " ".join(["python", *sys.argv]),
         "finished_at": datetime.now(UTC).isoformat(),
         "machine": machine_description(), "questions": args.questions,
+        "tuned_for": workspace.source.title(), "cost_note": workspace.source.note(),
         "split": "validation", "latency_statistic": "p90", "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -100,7 +102,8 @@ def markdown(result: dict) -> str:
         f"`{result['command']}` — {result['finished_at']}", "",
         f"- machine: {machine['cpu_model']}, {machine['cpu_cores']} cores; {machine['engine']}",
         f"- {machine['note']}",
-        f"- each configuration chosen by the simulator (shipped profile, p90 latency, feasible "
+        f"- tuned for: {result.get('tuned_for', 'the shipped profile')}",
+        f"- each configuration chosen by the simulator (p90 latency, feasible "
         f"when its bound at confidence 0.9 meets the deadline), then run on the real engine "
         f"over {result['questions']} {result['split']} questions",
         "",
@@ -127,6 +130,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--spec", default=None)
+    parser.add_argument("--db", default=str(RESULTS / "benchmarks.db"),
+                        help="database (a calibrated one corrects the costs)")
+    parser.add_argument("--cache", default=str(CACHE),
+                        help="measurements file; one per machine and day of its speed")
     parser.add_argument("--deadlines", default=None,
                         type=lambda text: [parse_duration(part) for part in text.split(",")])
     return parser.parse_args()

@@ -238,8 +238,9 @@ class OpenAIServerEngine:
         if served == 0:
             fix = "start it with --speculative-config or drop --draft"
         else:
-            fix = (f"pass --draft and --gamma {served} (and --no-baseline for profile decode), "
-                   "or start a server per configuration")
+            fix = (f"profile decode and acceptance take --draft and --gamma {served} (decode "
+                   "also --no-baseline); profile accuracy needs a server without "
+                   "--speculative-config")
         raise UserInputError(f"the server at {self.base_url} drafts {served} token(s) per step "
                              f"but gamma={wanted} was given; {fix}")
 

@@ -18,16 +18,31 @@ from storage.records import AcceptanceRecord, AccuracySample, CostPoint
 def impossible_value(record: Any) -> str | None:
     """'FIELD: what is wrong' for the first impossible value of `record`, or None.
 
-    Every number must be finite and non-negative; each record kind adds its own rules.
+    Every number must be finite and non-negative, a log-probability finite and at most 0;
+    each record kind adds its own rules.
     """
     for field in fields(record):
         value = getattr(record, field.name)
+        check = _logprob_problem if field.name in LOG_PROBABILITIES else _number_problem
         for item in value if isinstance(value, tuple) else (value,):
-            problem = _number_problem(item)
+            problem = check(item)
             if problem:
                 return f"{field.name}: {problem}"
     rule = _RULES.get(type(record))
     return rule(record) if rule else None
+
+
+LOG_PROBABILITIES = {"mean_logprob"}
+
+
+def _logprob_problem(value: object) -> str | None:
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    if value > 0:
+        return f"{value!r} is positive; a log-probability is at most 0"
+    return None
 
 
 def _number_problem(value: object) -> str | None:

@@ -20,7 +20,7 @@ from tuner.core.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DURATION = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?(?:ms|s|m))(?![\w])")
-EXPLAINED = ("gpu", "a large model", "real model", "e.g. 60s", "or 2m")
+EXPLAINED = ("gpu", "a large model", "real model", "e.g. 60s", "or 2m", "a slower machine")
 
 
 def commands(group: click.Group, path=("latts-tune",)):

@@ -135,7 +135,9 @@ def test_aborted_requests_produce_no_further_deltas():
 
 def test_a_gamma_that_disagrees_with_the_server_is_refused():
     with pytest.raises(UserInputError, match=r"drafts 3 token\(s\) per step but gamma=2 was "
-                       r"given; pass --draft and --gamma 3 \(and --no-baseline"):
+                       r"given; profile decode and acceptance take --draft and --gamma 3 "
+                       r"\(decode also --no-baseline\); profile accuracy needs a server "
+                       r"without --speculative-config"):
         engine_on(FakeServer(), speculative=SpeculativeConfig.draft_model("d", 2))
     with pytest.raises(UserInputError, match="gamma=0 was given"):
         engine_on(FakeServer())

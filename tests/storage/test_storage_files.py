@@ -129,6 +129,10 @@ SAMPLE = AccuracySample(hardware_fingerprint="h", engine_version="e", model="m",
     (SAMPLE, {}, None),
     (SAMPLE, {"generated_tokens": -5}, "generated_tokens: -5 is negative"),
     (SAMPLE, {"generated_tokens": 65}, "generated_tokens: 65 generated with max_tokens 64"),
+    # A log-probability is at most 0 (the engine's own figures are negative).
+    (SAMPLE, {"mean_logprob": -0.05}, None),
+    (SAMPLE, {"mean_logprob": 0.3}, "mean_logprob: 0.3 is positive; a log-probability is at"),
+    (SAMPLE, {"mean_logprob": float("-inf")}, "mean_logprob: -inf is not a finite number"),
 ])
 def test_impossible_values_are_named(record, changes, problem):
     found = impossible_value(dataclasses.replace(record, **changes))

@@ -54,12 +54,18 @@ def _new_world(root: Path) -> tuple[str, Path]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """The profile, a study `fam-6s-q0.9` and its preset `fam-6s-q0.9-t10`."""
+    """The profile, a study `fam-6s-q0.9` and its preset (`_preset_name`)."""
     root = tmp_path_factory.mktemp("faults")
     url, spec = _new_world(root)
     _ok(url, "run", "--deadline", "6s", "--spec", str(spec))
     _ok(url, "export", "--study", "fam-6s-q0.9", "-o", str(root / "presets"))
     return url, root
+
+
+def _preset_name(url: str) -> str:
+    """The world's one preset, named for the study's best trial (`fam-6s-q0.9-tN`)."""
+    (preset,) = json.loads(_ok(url, "presets", "list", "--json").output)
+    return preset["name"]
 
 
 def _ok(url: str, *args: str):
@@ -152,7 +158,7 @@ def test_validate_against_a_silent_server_gives_up_after_the_timeout(world, sile
     start_s = time.monotonic()
     result = CliRunner().invoke(cli, [
         "--storage", url, "--network-timeout", f"{TIMEOUT_S}s", "validate", "--preset",
-        "fam-6s-q0.9-t10", "--questions", "1", "--server-url", server])
+        _preset_name(url), "--questions", "1", "--server-url", server])
     elapsed_s = time.monotonic() - start_s
     assert result.exit_code == 2, result.output
     assert _last_line(result.output) == (
@@ -320,6 +326,7 @@ def test_allow_writes_opens_the_dashboard(tmp_path):
 
 def test_export_of_an_unsafely_named_stored_study_writes_inside_the_folder(world, tmp_path):
     url, _root = world
+    trial = _preset_name(url).rsplit("-", 1)[1]
     optuna.copy_study(from_study_name="fam-6s-q0.9", from_storage=url, to_storage=url,
                       to_study_name="../../escaped")  # as release 0.2 accepted it
     out = tmp_path / "deep" / "out"
@@ -327,4 +334,4 @@ def test_export_of_an_unsafely_named_stored_study_writes_inside_the_folder(world
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert [p.parent for p in written] == [out]
     assert written[0].name.startswith("escaped-")
-    assert written[0].name.endswith("-t10.preset.json")
+    assert written[0].name.endswith(f"-{trial}.preset.json")

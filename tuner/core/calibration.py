@@ -54,10 +54,12 @@ class MeasuredSpread:
         return self.sd * math.sqrt(df / chi2.ppf(1 - SPREAD_BOUND_CONFIDENCE, df))
 
 
-# Measured on this project's machines (benchmarks/results/drift.md): spread of a slice's
-# mean latency between engine starts, and of the machine's speed over an hour.
-ENGINE_START = MeasuredSpread(0.05, 8)
-DRIFT = MeasuredSpread(0.05, 6)
+# Measured by benchmarks/drift.py (results/drift.md: AMD EPYC, 2 cores, 2026-11-27, tb-large
+# with and without a draft, 5 rounds over 26 minutes): spread of a slice's mean latency
+# between engine starts (10 pairs of starts: 10 degrees of freedom), and of the machine's
+# speed between rounds (2 slices x 4 degrees of freedom).
+ENGINE_START = MeasuredSpread(0.100, 11)
+DRIFT = MeasuredSpread(0.058, 9)
 DRIFT_SD = DRIFT.bound()
 # Spread between slices of one machine, used until two slices are checked.
 BETWEEN_SLICES_SD = 0.15
