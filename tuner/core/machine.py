@@ -81,7 +81,8 @@ class CostSource:
 
 def describe(hardware: HardwareRecord) -> str:
     gpus = f", {hardware.gpu_count} x {hardware.gpu_model}" if hardware.gpu_count else ""
-    return (f"{hardware.cpu_model}, {hardware.cpu_cores} cores{gpus} "
+    cores = f"{hardware.cpu_cores} core{'s' if hardware.cpu_cores != 1 else ''}"
+    return (f"{hardware.cpu_model}, {cores}{gpus} "
             f"({short_fingerprint(hardware.fingerprint)})")
 
 
