@@ -36,7 +36,7 @@ LOG_PROBABILITIES = {"mean_logprob"}
 
 
 def _logprob_problem(value: object) -> str | None:
-    if value is None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     if not math.isfinite(value):
         return f"{value!r} is not a finite number"
