@@ -192,7 +192,7 @@ CASES = {
                                      "--heartbeat-seconds (5), or live workers' trials count "
                                      "as dead"),
     "unknown-preset": ("presets show nosuch",
-                       "Error: no preset 'nosuch' in {url}; known presets: fam-6s-q0.9-t10"),
+                       "Error: no preset 'nosuch' in {url}; known presets: {preset}"),
     "unknown-model": ("profiles show huge",
                       "Error: no model 'huge' in this profile; known models: big, draft, small"),
     "spec-unknown-field": ("run --deadline 6s --spec {root}/unknown-field.yaml",
@@ -398,7 +398,9 @@ def _found_in_files(root) -> dict:
     """Values the expected lines quote from the world's files."""
     acceptance = json.loads((root / "profile.json").read_text())["acceptance"][0]
     lines = (root / "profile-nan.csv").read_text().splitlines()
-    return {"accepted": acceptance["num_draft_tokens"] + 1,
+    (preset,) = root.joinpath("json").glob("*.preset.json")  # named for the best trial
+    return {"preset": preset.name.removesuffix(".preset.json"),
+            "accepted": acceptance["num_draft_tokens"] + 1,
             "drafted": acceptance["num_draft_tokens"],
             "csv_line": 1 + next(i for i, line in enumerate(lines) if "[NaN]" in line)}
 
