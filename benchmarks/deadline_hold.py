@@ -32,13 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 from engine_runs import REPO, RESULTS, machine_description, measure_all  # noqa: E402
+from paper_claim import best  # noqa: E402 (the tuner's rank rule, one place)
 
 from storage import Database  # noqa: E402
 from tuner.core.configuration import LatencyObjective  # noqa: E402
 from tuner.core.durations import format_duration  # noqa: E402
 from tuner.core.machine import describe  # noqa: E402
 from tuner.core.operations import open_workspace  # noqa: E402
-from tuner.core.ranking import meets, rank  # noqa: E402
 from tuner.core.spec import load_spec  # noqa: E402
 
 STRATEGIES = {
@@ -64,7 +64,7 @@ def main() -> None:
     margin = [workspace.simulator.score(c, WITH_MARGIN) for c in configs]
     plain = [workspace.simulator.score(c, NO_MARGIN) for c in configs]
     deadlines_s = spanning(margin, args.deadlines)
-    picks = {(d, name): (pick(margin, d, rule), pick(plain, d, rule))
+    picks = {(d, name): (best(margin, d, rule), best(plain, d, rule))
              for d in deadlines_s for name, rule in STRATEGIES.items()}
     chosen = [m.configuration for m, _ in picks.values() if m is not None]
     cache = RESULTS / f"deadline_hold_{machine_description()['fingerprint']}.jsonl"
@@ -111,12 +111,6 @@ def spanning(scored, count: int) -> list[float]:
     low, high = math.log(fastest_s * 1.05), math.log(saturated_s)
     return [float(f"{math.exp(low + (high - low) * i / (count - 1)):.3g}")
             for i in range(count)]
-
-
-def pick(scored, deadline_s: float, rule):
-    ranked = rank((r for r in scored if rule(r.configuration)),
-                  lambda r: meets(r.latency_upper_s, deadline_s))
-    return ranked[0] if ranked else None
 
 
 def row(deadline_s: float, strategy: str, with_margin, without, measured: dict) -> dict:

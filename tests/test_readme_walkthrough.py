@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from vllm_server import free_port, start_vllm_server
+from vllm_server import VllmServer, free_port, start_vllm_server
 
 pytestmark = pytest.mark.engine
 
@@ -46,7 +46,8 @@ class Walk:
 
     folder: Path
     values: dict[str, str] = field(default_factory=dict)
-    server_url: str | None = None
+    server: VllmServer | None = None  # the preset's `vllm serve`, shared by three steps
+    served: dict = field(default_factory=dict)  # the preset's vLLM config it serves
 
     def run(self, readme_line: str, *shrink: str, ok_codes=(0,)) -> subprocess.CompletedProcess:
         argv = [LATTS_TUNE.as_posix(), *self.fill(readme_line).split()[1:], *shrink]
@@ -72,9 +73,8 @@ def walk(tmp_path_factory):
                            "TASK": "arithmetic",
                            "MODEL": MODEL})
     yield walked
-    server = walked.values.get("_server")
-    if server is not None:
-        server.stop()
+    if walked.server is not None:
+        walked.server.stop()
 
 
 def readme_command_lines() -> list[str]:
@@ -163,20 +163,18 @@ def test_validate_runs_the_preset_on_the_engine(walk):
     assert record["predicted_p50_latency_s"] <= record["predicted_p90_latency_s"]
 
 
-def started_server(walk: Walk):
-    """`vllm serve` started with the exported preset's command, shared by two steps."""
-    if "_server" not in walk.values:
+def start_server_once(walk: Walk) -> None:
+    """`vllm serve` started with the exported preset's command, for the server steps."""
+    if walk.server is None:
         config = walk.folder / "presets" / f"{walk.values['NAME']}.vllm.yaml"
-        model = yaml.safe_load(config.read_text())["model"]
-        walk.values["_server"] = start_vllm_server(model, "--config", str(config),
-                                                   "--enforce-eager")
-        walk.values["_served_model"] = model
-        walk.values["http://127.0.0.1:8000"] = walk.values["_server"].base_url
-    return walk.values["_server"]
+        walk.served = yaml.safe_load(config.read_text())
+        walk.server = start_vllm_server(walk.served["model"], "--config", str(config),
+                                        "--enforce-eager")
+        walk.values["http://127.0.0.1:8000"] = walk.server.base_url
 
 
 def test_validate_through_the_running_server(walk):
-    started_server(walk)
+    start_server_once(walk)
     done = walk.run(follows(
         "latts-tune validate --preset NAME --server-url http://127.0.0.1:8000"),
         "--questions", "3", "--json")
@@ -186,7 +184,7 @@ def test_validate_through_the_running_server(walk):
 
 
 def test_gateway_in_front_of_the_server_and_validate_through_it(walk):
-    started_server(walk)
+    start_server_once(walk)
     port = free_port()
     argv = [LATTS_TUNE.as_posix(), *walk.fill(follows(
         "latts-tune serve --preset NAME --upstream http://127.0.0.1:8000")).split()[1:],
@@ -207,11 +205,9 @@ def test_gateway_in_front_of_the_server_and_validate_through_it(walk):
 
 
 def test_profile_through_the_running_server(walk):
-    started_server(walk)
-    config = yaml.safe_load((walk.folder / "presets" / f"{walk.values['NAME']}.vllm.yaml")
-                            .read_text())
-    speculative = json.loads(config.get("speculative-config") or "null")
-    model = walk.values["_served_model"]
+    start_server_once(walk)
+    speculative = json.loads(walk.served.get("speculative-config") or "null")
+    model = walk.served["model"]
     if speculative is None:  # what a server profiles is what it serves
         walk.values["..."] = f"accuracy --model {model} --questions 3 --samples 2"
     else:
@@ -219,7 +215,8 @@ def test_profile_through_the_running_server(walk):
                               f"--gamma {speculative['num_speculative_tokens']} "
                               "--questions 3 --branches 2")
     walk.run(follows("latts-tune profile ... --server-url http://127.0.0.1:8000"))
-    walk.values.pop("_server").stop()
+    walk.server.stop()
+    walk.server = None
 
 
 def test_measure_mode_runs_trials_on_the_engine(walk):
@@ -293,7 +290,7 @@ def test_quick_start_calibrate_then_run_says_corrected(walk):
     checked = calibrated["checked"]
     assert checked, calibrated
     # Not near 1 on every machine: machines with the profile's fingerprint measured
-    # 5-9 (README), which is what calibrating is for.
+    # 4-9 (README), which is what calibrating is for.
     assert all(0.05 < c["scale"] < 50 for c in checked), checked
     with Database(f"sqlite:///{walk.folder / 'latts-tune.db'}") as db:
         checks = LatencyCheckStore(db).on(describe_local_hardware().fingerprint)

@@ -63,7 +63,7 @@ class CostSource:
             return f"Step costs {where} by {self.corrections.describe()}."
         if self.target is not None:
             # One fingerprint is no promise: two AMD EPYC machines with the testbed's
-            # fingerprint decoded 5-7x apart (benchmarks/results/same_fingerprint.md).
+            # fingerprint decoded 4-9x apart (results/same_fingerprint.md, drift.md).
             return (f"Step costs measured on {describe(self.costs)}, a machine of this "
                     "type, and not yet checked on this one; check them with "
                     f"{CALIBRATE_COMMAND} (about 3 minutes).")
