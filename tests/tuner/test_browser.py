@@ -6,11 +6,8 @@ test; elsewhere it skips with the reason.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from review_world import preferred_study
 from unavailable import missing
 
 from storage import Database
+from tuner.gateway.engine import EngineStartFailed, free_port, wait_until_serving
 from tuner.review.html_report import write_study_report
 
 pytestmark = pytest.mark.browser
@@ -93,7 +91,7 @@ def test_report_renders_every_figure_offline(study, page, tmp_path):
 
 def test_dashboard_shows_the_study_figures(study, page):
     url, name = study
-    port = _free_port()
+    port = free_port()
     with _dashboard(url, port):
         page.goto(f"http://127.0.0.1:{port}/dashboard")
         page.get_by_text(name).first.click()
@@ -112,10 +110,6 @@ def test_dashboard_shows_the_study_figures(study, page):
     assert page.errors == []
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class _dashboard:
@@ -129,15 +123,12 @@ class _dashboard:
     def __enter__(self):
         self.process = subprocess.Popen(self.command, cwd=REPO_ROOT,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                urllib.request.urlopen(self.api, timeout=2).close()
-                return self
-            except OSError:
-                time.sleep(0.3)
-        self.__exit__()
-        pytest.fail(f"dashboard did not start: {self.process.stderr.read().decode()}")
+        try:
+            wait_until_serving(self.process, self.api, SERVER_START_TIMEOUT_S, "the dashboard")
+        except EngineStartFailed:
+            self.__exit__()
+            pytest.fail(f"dashboard did not start: {self.process.stderr.read().decode()}")
+        return self
 
     def __exit__(self, *exc_info):
         self.process.terminate()

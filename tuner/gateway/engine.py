@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,16 +107,24 @@ def start_engine(config_path: Path, *, port: int | None = None, host: str = "127
 
 
 def _wait_healthy(engine: EngineProcess, timeout_s: float) -> None:
+    wait_until_serving(engine.process, f"{engine.base_url}/health", timeout_s, "vllm serve",
+                       engine.log_tail)
+
+
+def wait_until_serving(process: subprocess.Popen, url: str, timeout_s: float, name: str,
+                       log_tail: Callable[[], str] = str) -> None:
+    """Poll `url` until it answers 200. EngineStartFailed, with `log_tail()`, when the
+    process exits first or `timeout_s` passes (every HTTP wait here is bounded)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
-        if engine.process.poll() is not None:
-            raise EngineStartFailed(f"vllm serve exited with code {engine.process.returncode}:"
-                                    f"\n{engine.log_tail()}")
+        if process.poll() is not None:
+            raise EngineStartFailed(f"{name} exited with code {process.returncode}:"
+                                    f"\n{log_tail()}")
         try:
-            if httpx.get(f"{engine.base_url}/health", timeout=2.0).status_code == 200:
+            if httpx.get(url, timeout=2.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass  # not listening yet
         time.sleep(POLL_INTERVAL_S)
-    raise EngineStartFailed(f"vllm serve not healthy after {timeout_s:.0f} s:\n"
-                            f"{engine.log_tail()}")
+    raise EngineStartFailed(f"{name} not answering {url} after {timeout_s:.0f} s:\n"
+                            f"{log_tail()}")
