@@ -39,6 +39,7 @@ from tuner.core.configuration import LatencyObjective  # noqa: E402
 from tuner.core.durations import format_duration  # noqa: E402
 from tuner.core.machine import describe  # noqa: E402
 from tuner.core.operations import open_workspace  # noqa: E402
+from tuner.core.ranking import feasible_range_s, meets  # noqa: E402
 from tuner.core.spec import load_spec  # noqa: E402
 
 STRATEGIES = {
@@ -105,9 +106,7 @@ def quick_start(db_path: Path, budget: str, skip_calibration: bool) -> list[dict
 
 def spanning(scored, count: int) -> list[float]:
     """`count` deadlines from just above the fastest bound to where accuracy saturates."""
-    fastest_s = min(r.latency_upper_s for r in scored)
-    top = max(r.accuracy for r in scored)
-    saturated_s = min(r.latency_upper_s for r in scored if r.accuracy >= top - 0.005)
+    fastest_s, saturated_s = feasible_range_s(scored)
     low, high = math.log(fastest_s * 1.05), math.log(saturated_s)
     return [float(f"{math.exp(low + (high - low) * i / (count - 1)):.3g}")
             for i in range(count)]
@@ -126,7 +125,7 @@ def row(deadline_s: float, strategy: str, with_margin, without, measured: dict) 
             "no_margin_accuracy": without.accuracy if without else None,
             "measured_accuracy": run["accuracy"],
             "measured_p90_s": run["p90_latency_s"],
-            "meets": run["p90_latency_s"] <= deadline_s}
+            "meets": meets(run["p90_latency_s"], deadline_s)}
 
 
 def summary(rows: list[dict]) -> dict:

@@ -25,7 +25,7 @@ from engine_runs import CACHE, RESULTS, machine_description, measure_all, open_t
 
 from tuner.core.configuration import LatencyObjective  # noqa: E402
 from tuner.core.durations import format_duration, parse_duration  # noqa: E402
-from tuner.core.ranking import meets, rank  # noqa: E402
+from tuner.core.ranking import feasible_range_s, meets, rank  # noqa: E402
 from tuner.core.simulator import SimulationResult  # noqa: E402
 
 STRATEGIES = {
@@ -67,9 +67,7 @@ def main() -> None:
 def spanning_deadlines(scored: list[SimulationResult]) -> list[float]:
     """From just above the fastest configuration to where accuracy stops rising (log),
     by the latency bound that feasibility compares with the deadline."""
-    fastest_s = min(r.latency_upper_s for r in scored)
-    top = max(r.accuracy for r in scored)
-    saturated_s = min(r.latency_upper_s for r in scored if r.accuracy >= top - 0.005)
+    fastest_s, saturated_s = feasible_range_s(scored)
     low, high = math.log(fastest_s * 1.2), math.log(saturated_s)
     return [float(f"{math.exp(low + (high - low) * f):.2g}") for f in (0.0, 0.45, 0.9)]
 
@@ -94,7 +92,7 @@ def row_of(deadline_s: float, strategy: str, pick: SimulationResult | None,
         "measured_accuracy": run["accuracy"],
         "measured_interval": [run["accuracy_low"], run["accuracy_high"]],
         "measured_p90_s": run["p90_latency_s"],
-        "meets_deadline_measured": run["p90_latency_s"] <= deadline_s,
+        "meets_deadline_measured": meets(run["p90_latency_s"], deadline_s),
     }
 
 

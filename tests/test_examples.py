@@ -12,6 +12,7 @@ import pytest
 
 from storage import Database
 from tuner.cli import cli
+from tuner.core import ranking
 from tuner.core.configuration import LatencyObjective
 from tuner.core.durations import parse_duration
 from tuner.core.machine import MachineChoice
@@ -46,9 +47,8 @@ def feasible_range_s(tmp_path_factory) -> tuple[float, float]:
         workspace = open_workspace(db, load_spec(None), MachineChoice("any"))
     scored = [workspace.simulator.score(c, LatencyObjective())
               for c in workspace.space.configurations()]
-    top = max(r.accuracy for r in scored)
-    saturated = min(r.latency_upper_s for r in scored if r.accuracy >= top - 0.005)
-    return min(r.latency_upper_s for r in scored), 2 * saturated
+    fastest_s, saturated_s = ranking.feasible_range_s(scored)
+    return fastest_s, 2 * saturated_s
 
 
 def example_lines() -> list[str]:

@@ -12,7 +12,7 @@ from tuner.core import study as study_module
 from tuner.core.configuration import LatencyObjective
 from tuner.core.durations import format_duration
 from tuner.core.frontier import exhaustive_optimum, frontier
-from tuner.core.ranking import NoFeasibleConfiguration
+from tuner.core.ranking import NoFeasibleConfiguration, feasible_range_s
 from tuner.core.simulator import Simulator
 from tuner.core.space import build_space
 from tuner.core.spec import StudySpec
@@ -169,3 +169,11 @@ def test_reused_study_ranks_only_the_current_space(world, url):
 ])
 def test_default_study_names(deadline_s, latency, name):
     assert study_module.study_name_for("fam", deadline_s, latency) == name
+
+
+def test_feasible_range_ends_where_accuracy_stops_rising():
+    from types import SimpleNamespace as Scored
+
+    scored = [Scored(accuracy=accuracy, latency_upper_s=bound_s) for accuracy, bound_s in
+              ((0.70, 1.0), (0.90, 3.0), (0.904, 2.5), (0.91, 9.0))]
+    assert feasible_range_s(scored) == (1.0, 2.5)  # 0.904 is within half a point of 0.91

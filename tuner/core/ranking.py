@@ -53,6 +53,20 @@ def meets(latency_s: float, deadline_s: float) -> bool:
     return latency_s <= deadline_s
 
 
+SATURATION_POINTS = 0.005  # accuracy within half a point of the best counts as the best
+
+
+def feasible_range_s(items: Iterable[Predicted]) -> tuple[float, float]:
+    """(the fastest bound, the fastest bound among configurations within
+    SATURATION_POINTS of the best accuracy): deadlines worth asking for lie between,
+    since a longer one buys no accuracy."""
+    items = list(items)
+    top = max(item.accuracy for item in items)
+    return (min(item.latency_upper_s for item in items),
+            min(item.latency_upper_s for item in items
+                if item.accuracy >= top - SATURATION_POINTS))
+
+
 def rank(items: Iterable[R], feasible=None) -> list[R]:
     """Feasible items, best first. `feasible(item)` decides feasibility; by default the
     item's own `feasible` flag."""
