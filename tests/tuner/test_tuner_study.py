@@ -175,5 +175,5 @@ def test_feasible_range_ends_where_accuracy_stops_rising():
     from types import SimpleNamespace as Scored
 
     scored = [Scored(accuracy=accuracy, latency_upper_s=bound_s) for accuracy, bound_s in
-              ((0.70, 1.0), (0.90, 3.0), (0.904, 2.5), (0.91, 9.0))]
-    assert feasible_range_s(scored) == (1.0, 2.5)  # 0.904 is within half a point of 0.91
+              ((0.70, 1.0), (0.90, 3.0), (0.906, 2.5), (0.91, 9.0))]
+    assert feasible_range_s(scored) == (1.0, 2.5)  # 0.906 is within half a point of 0.91
