@@ -15,7 +15,7 @@ from storage import Database, LatencyCheck, LatencyCheckStore, ProfileRecords, P
 from tuner.cli import cli
 from tuner.core.calibration import ENGINE_START, Corrections
 from tuner.core.configuration import Configuration, LatencyObjective
-from tuner.core.machine import MachineChoice
+from tuner.core.machine import MachineChoice, describe
 from tuner.core.margin import Uncertainty
 from tuner.core.operations import open_workspace
 from tuner.core.simulator import Simulator
@@ -87,13 +87,31 @@ def test_this_machines_own_costs_are_used_when_it_has_them(workdir):
     with Database(url) as db:
         ProfileStore(db).write(ProfileRecords(hardware=(HERE,), cost_points=here_costs))
     lines = run(url, spec)
-    assert lines[0].startswith(f"Step costs measured on {HERE.cpu_model}, {HERE.cpu_cores} "
-                               f"cores ({HERE.fingerprint[:12]}), a machine of this type, "
-                               "and not yet checked")
+    assert lines[0].startswith(f"Step costs measured on {describe(HERE)}, a machine of "
+                               "this type, and not yet checked")
     assert f"({HERE.fingerprint[:12]})" in lines[1]  # the title names this machine
     own = predicted_s(url, MachineChoice())
     profiled = predicted_s(url, MachineChoice("feedc0"))
     assert own == pytest.approx(2 * profiled, rel=1e-6)
+
+
+def test_partial_own_costs_are_set_aside_for_the_profiled_machines(workdir):
+    """One budgeted `profile decode` on this machine (a slice's smallest batch only) must
+    not replace the profile's costs: the search needs every slice, up to its largest batch."""
+    url, spec = workdir
+    smallest = min(p.batch_size for p in PROFILE.cost_points)
+    partial = tuple(dataclasses.replace(p, hardware_fingerprint=HERE.fingerprint)
+                    for p in PROFILE.cost_points
+                    if p.model == "small" and p.batch_size == smallest)
+    with Database(url) as db:
+        ProfileStore(db).write(ProfileRecords(hardware=(HERE,), cost_points=partial))
+    first = run(url, spec)[0]
+    assert first.startswith("Step costs come from another machine, test cpu, 2 cores")
+    assert first.endswith(f"This machine's own {len(partial)} step-cost points do not cover "
+                          "every slice the profile has, so they are not used yet.")
+    assert predicted_s(url, MachineChoice()) == predicted_s(url, MachineChoice("feedc0"))
+    shown = CliRunner().invoke(cli, ["--storage", url, "profiles", "show", "small"])
+    assert shown.exit_code == 0 and f"hardware {HERE.fingerprint[:12]}" in shown.output
 
 
 def test_validations_correct_later_predictions_unless_feedback_is_off(workdir):

@@ -151,3 +151,27 @@ def test_three_workers_finish_the_budget_with_one_killed_mid_trial(postgres_url,
         if trial.state == TrialState.COMPLETE:
             assert trial.values is not None and set(RESULT_ATTRS) <= set(trial.user_attrs)
             assert set(trial.constraints) == {"latency"}
+
+
+@pytest.mark.parametrize("failed_while", ["suggesting", "scoring"])
+def test_a_trial_failed_as_stale_by_another_worker_is_left_to_its_retry(tmp_path, monkeypatch,
+                                                                        failed_while):
+    """A starved worker (no heartbeat within the grace period) finds its trial failed by
+    another worker: it goes on without a traceback, and records nothing over the FAIL."""
+    from tuner.core import workers
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}",
+                                         heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage, study_name="stale")
+    trial = study.ask()
+
+    def objective(trial, space, simulator, settings):
+        if failed_while == "suggesting":
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            trial.suggest_int("branches", 1, 16)  # the write another worker's FAIL refuses
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        return 0.5
+
+    monkeypatch.setattr(workers, "objective", objective)
+    assert workers._run_trial(study, trial, None, None, None, 0.0) == TrialState.FAIL
+    assert study.trials[0].state == TrialState.FAIL and study.trials[0].value is None

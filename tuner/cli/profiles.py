@@ -54,7 +54,7 @@ def list_profiles(ctx: click.Context, as_json: bool) -> None:
 
 @profiles.command("show")
 @click.argument("model")
-@click.option("--hardware", help=HARDWARE_HELP)
+@click.option("--hardware", help=HARDWARE_HELP + " Default: this machine's, when stored.")
 @click.option("--engine-version", help="Engine version, when one hardware has several.")
 @click.pass_context
 def show_profile(
@@ -64,7 +64,11 @@ def show_profile(
 
     Example: latts-tune profiles show tb-small --hardware 3f2a
     """
-    profile_set = open_profile_store(ctx).load_profile_set(hardware, engine_version)
+    from tuner.core.machine import this_machine_if_profiled
+
+    store = open_profile_store(ctx)
+    profile_set = store.load_profile_set(hardware or this_machine_if_profiled(store),
+                                         engine_version)
     details = describe_model(profile_set, model)
     console = stdout_console()
     console.print(_details_header(details))

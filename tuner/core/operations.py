@@ -14,6 +14,7 @@ from pathlib import Path
 
 from storage import (
     Database,
+    HardwareRecord,
     LatencyCheckStore,
     PresetRecord,
     PresetStore,
@@ -32,6 +33,7 @@ from tuner.core.machine import (
     CostSource,
     MachineChoice,
     cost_source,
+    covers_costs,
     own_profile,
     target_machine,
 )
@@ -83,13 +85,33 @@ def open_workspace(db: Database, spec: StudySpec,
     the engine's cap under load, default the largest profiled batch)."""
     store = ProfileStore(db)
     target = target_machine(store, machine.hardware)
-    reference = own_profile(store, target) or load_profile(store, spec)
+    reference = _reference_profile(store, spec, target)
     profile, source = cost_source(store, LatencyCheckStore(db), reference, target,
                                   machine.feedback)
     space = build_space(profile, spec)
     simulator = Simulator(profile, spec.task, split=spec.split,
                           corrections=source.corrections, max_num_seqs=max_num_seqs)
     return Workspace(spec, profile, space, simulator, source)
+
+
+def _reference_profile(store: ProfileStore, spec: StudySpec,
+                       target: HardwareRecord | None) -> ProfileSet:
+    """The target's own profile when it covers the spec's (`covers_costs`), else the
+    spec's; `cost_source` then corrects the spec's costs for the target."""
+    own = own_profile(store, target)
+    if own is None:
+        return load_profile(store, spec)
+    try:
+        spec_profile = load_profile(store, spec)
+    except UserInputError:  # several machines and none named: the most measured other one
+        others = [store.load_profile_set(*pair) for pair in store.cost_pairs()
+                  if pair[0] != own.hardware.fingerprint]
+        if not others:
+            return own
+        spec_profile = max(others, key=lambda profile: len(profile.cost_points))
+    if spec_profile.hardware.fingerprint == own.hardware.fingerprint:
+        return own
+    return own if covers_costs(own, spec_profile) else spec_profile
 
 
 def load_profile(store: ProfileStore, spec: StudySpec) -> ProfileSet:

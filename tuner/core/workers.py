@@ -178,13 +178,29 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
             value = objective(trial, space, simulator, settings)
             time.sleep(max(0.0, started + min_trial_s - time.monotonic()))
         except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED)
-            return TrialState.PRUNED
+            return _tell(study, trial, TrialState.PRUNED)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return _taken_over(trial)
         except BaseException:
-            study.tell(trial, state=TrialState.FAIL)
+            _tell(study, trial, TrialState.FAIL)
             raise
-    study.tell(trial, value)
-    return TrialState.COMPLETE
+    return _tell(study, trial, TrialState.COMPLETE, value)
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState,
+          value: float | None = None) -> TrialState:
+    if _storage(study).get_trial(trial._trial_id).state.is_finished():
+        return _taken_over(trial)
+    study.tell(trial, value, state=state)
+    return state
+
+
+def _taken_over(trial: optuna.Trial) -> TrialState:
+    """Another worker failed this trial as stale (this worker was starved past the grace
+    period) and queued its retry: nothing left to record here, and the worker goes on."""
+    logger.warning("trial %d was failed as stale by another worker while this one ran it; "
+                   "its retry runs elsewhere", trial.number)
+    return TrialState.FAIL
 
 
 @contextmanager
