@@ -187,15 +187,15 @@ def test_corrections_cover_a_new_engine_start_as_often_as_promised():
 
 
 def test_calibrate_stops_inside_a_slice_to_hold_its_budget(workdir, monkeypatch):
-    """Engine start 10 s, a check 5 s per branch: (1, 4) of the first slice fit in 60 s;
-    8 would end at 75 s, and the next slice (start + slowest check) at 65 s."""
+    """Engine start 10 s, close 2 s, a check 5 s per branch: (1, 4) of the first slice
+    fit in 60 s; 8 would end at 75 s, and the next slice (start, check, close) at 69 s."""
     import tuner.core.calibrate as calibrate_module
 
     clock = [0.0]
 
     class Engine:
         def close(self):
-            pass
+            clock[0] += 2.0
 
     def start_engine(model, speculative):
         clock[0] += 10.0
@@ -219,5 +219,5 @@ def test_calibrate_stops_inside_a_slice_to_hold_its_budget(workdir, monkeypatch)
         report = calibrate_module.calibrate(workspace, db, start_engine, budget_s=60.0,
                                             clock=lambda: clock[0])
     assert [r.slice.branches for r in report.results] == [(1, 4)]
-    assert report.elapsed_s == 35.0 and report.skipped == tuple(plan[1:])
+    assert report.elapsed_s == 37.0 and report.skipped == tuple(plan[1:])
     assert report.results[0].check_seconds == (5.0, 20.0)

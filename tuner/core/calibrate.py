@@ -57,6 +57,7 @@ class SliceResult:
     slice: CalibrationSlice
     checks: tuple[LatencyCheck, ...]
     engine_start_s: float
+    engine_close_s: float
     scale: float  # measured / replayed, geometric mean over the slice's requests
     check_seconds: tuple[float, ...]  # wall time of each branch count's check
 
@@ -102,15 +103,16 @@ def calibrate(workspace: Workspace, db: Database, start_engine: EngineStarter,
     plan = plan_slices(workspace)
     progress.start(f"calibrating {len(plan)} engine configurations", len(plan))
     results: list[SliceResult] = []
-    engine_start_s = DEFAULT_ENGINE_START_S
+    engine_start_s, close_s = DEFAULT_ENGINE_START_S, 0.0  # start + close, close alone
     ends_at_s = started_s + budget_s
     for index, planned in enumerate(plan):
         if clock() + engine_start_s + _check_estimate_s(results) > ends_at_s:
             return CalibrationReport(tuple(results), tuple(plan[index:]),
                                      clock() - started_s)
         result = _check_slice(workspace, db, start_engine, planned, questions, clock,
-                              ends_at_s)
-        engine_start_s = result.engine_start_s
+                              ends_at_s, close_s)
+        engine_start_s = result.engine_start_s + result.engine_close_s
+        close_s = result.engine_close_s
         results.append(result)
         progress.advance()
     return CalibrationReport(tuple(results), (), clock() - started_s)
@@ -124,10 +126,11 @@ def _check_estimate_s(results: list[SliceResult]) -> float:
 
 
 def _check_slice(workspace: Workspace, db: Database, start_engine: EngineStarter,
-                 planned: CalibrationSlice, questions: int, clock, ends_at_s: float
-                 ) -> SliceResult:
-    """Check the slice's branch counts in order while the next fits before `ends_at_s`
-    (the first always runs: the engine was started for it)."""
+                 planned: CalibrationSlice, questions: int, clock, ends_at_s: float,
+                 close_s: float) -> SliceResult:
+    """Check the slice's branch counts in order while the next, and closing the engine
+    (`close_s`, as long as last time), fit before `ends_at_s` (the first always runs:
+    the engine was started for it)."""
     table_temperature = workspace.space.models[0].temperatures[0]
     config = Configuration(planned.model, planned.branches[0], planned.speculation,
                            table_temperature)
@@ -140,21 +143,23 @@ def _check_slice(workspace: Workspace, db: Database, start_engine: EngineStarter
     try:
         for offset, n in enumerate(planned.branches):
             if check_seconds and clock() + max(check_seconds) * n / planned.branches[
-                    offset - 1] > ends_at_s:  # time grows at most in proportion to n
+                    offset - 1] + close_s > ends_at_s:  # time grows at most in proportion to n
                 break
             began_s = clock()
             stored.append(_check(workspace, db, engine, Configuration(
                 planned.model, n, planned.speculation, table_temperature), questions, offset))
             check_seconds.append(clock() - began_s)
     finally:
+        closing_s = clock()
         engine.close()
+        engine_close_s = clock() - closing_s
     ratios = np.concatenate([np.log(np.array(c.measured_latencies_s)
                                     / np.array(c.replayed_latencies_s)) for c in stored])
     checked = replace(planned, branches=planned.branches[:len(stored)])
     logger.info("calibrated %s: measured/replayed %.3f over %d requests", checked.label(),
                 float(np.exp(ratios.mean())), ratios.size)
-    return SliceResult(checked, tuple(stored), engine_start_s, float(np.exp(ratios.mean())),
-                       tuple(check_seconds))
+    return SliceResult(checked, tuple(stored), engine_start_s, engine_close_s,
+                       float(np.exp(ratios.mean())), tuple(check_seconds))
 
 
 def _check(workspace: Workspace, db: Database, engine: StreamingEngine,
