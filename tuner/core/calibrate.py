@@ -103,17 +103,16 @@ def calibrate(workspace: Workspace, db: Database, start_engine: EngineStarter,
     plan = plan_slices(workspace)
     progress.start(f"calibrating {len(plan)} engine configurations", len(plan))
     results: list[SliceResult] = []
-    engine_start_s, close_s = DEFAULT_ENGINE_START_S, 0.0  # start + close, close alone
     ends_at_s = started_s + budget_s
     for index, planned in enumerate(plan):
-        if clock() + engine_start_s + _check_estimate_s(results) > ends_at_s:
+        last = results[-1] if results else None
+        start_s, close_s = ((last.engine_start_s, last.engine_close_s) if last
+                            else (DEFAULT_ENGINE_START_S, 0.0))
+        if clock() + start_s + _check_estimate_s(results) + close_s > ends_at_s:
             return CalibrationReport(tuple(results), tuple(plan[index:]),
                                      clock() - started_s)
-        result = _check_slice(workspace, db, start_engine, planned, questions, clock,
-                              ends_at_s, close_s)
-        engine_start_s = result.engine_start_s + result.engine_close_s
-        close_s = result.engine_close_s
-        results.append(result)
+        results.append(_check_slice(workspace, db, start_engine, planned, questions, clock,
+                                    ends_at_s, close_s))
         progress.advance()
     return CalibrationReport(tuple(results), (), clock() - started_s)
 
