@@ -6,8 +6,9 @@ LATTS_REQUIRE_POSTGRES=1 (set by .ci/run) they fail instead.
 
 Engines run with vLLM's VLLM_ENABLE_V1_MULTIPROCESSING=0: an in-process engine keeps its
 engine core and worker in the test's process, `vllm serve` its worker in the engine core.
-The same engine, started in about 20 s instead of about 55 s (AMD EPYC, 2 cores,
-tb-large), because fewer processes re-import vLLM and torch. Tests of the engine's
+The same engine, started from a fresh process in about 22 s instead of about 50 s
+(tb-large, benchmarks/results/engine_start.md), because fewer processes re-import vLLM
+and torch. Tests of the engine's
 processes run with `vllm_server.multiprocess_engine_env()`, the deployed layout.
 """
 
