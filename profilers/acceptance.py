@@ -37,16 +37,17 @@ def profile_acceptance(
     if questions < 1 or branches < 1:
         raise UserInputError("--questions and --branches must be at least 1")
     progress = progress or SilentProgress()
-    prompts = [task.build_prompt(q) for q in task.load_questions(split, questions)]
+    model = model_name(engine.model)
+    prompts = [task.build_prompt(q, model) for q in task.load_questions(split, questions)]
     speculation = engine.speculative.speculation
-    progress.start(f"acceptance {model_name(engine.model)} <- {speculation.label()}",
+    progress.start(f"acceptance {model} <- {speculation.label()}",
                    len(prompts))
     before = engine.speculative_counters()
     decode_tokens = 0  # tokens after each branch's first (which prefill produced)
     for start in range(0, len(prompts), PROMPTS_PER_BATCH):
         chunk = prompts[start : start + PROMPTS_PER_BATCH]
         sampling = SamplingConfig(n=branches, temperature=temperature, max_tokens=max_tokens,
-                                  seed=seed + start)
+                                  seed=seed + start, stop=task.stop)
         for result in engine.generate(chunk, sampling):
             decode_tokens += sum(max(b.generated_tokens - 1, 0) for b in result.branches)
         progress.advance(len(chunk))

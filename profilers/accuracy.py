@@ -103,7 +103,7 @@ def profile_accuracy(
     progress.start(f"accuracy {model} K={samples_per_question} T={temperature}", len(pending))
     # Log-probabilities do not change what is sampled; confidence-weighted votes need them.
     sampling = SamplingConfig(n=samples_per_question, temperature=temperature,
-                              max_tokens=max_tokens, seed=seed, logprobs=True)
+                              max_tokens=max_tokens, seed=seed, logprobs=True, stop=task.stop)
     claim_key = f"accuracy|{hardware.fingerprint}|{version}|{model}|{task.name}|{temperature}|"
     measured = 0
     for start in range(0, len(pending), QUESTIONS_PER_BATCH):
@@ -115,7 +115,7 @@ def profile_accuracy(
             continue
         measured += len(chunk)
         results = engine.generate(
-            [task.build_prompt(q) for q in chunk],
+            [task.build_prompt(q, model) for q in chunk],
             [dataclasses.replace(sampling, seed=question_seed(seed, q.question_id))
              for q in chunk])
         for question, result in zip(chunk, results, strict=True):

@@ -68,6 +68,7 @@ class SamplingConfig:
     seed: int | None = None
     ignore_eos: bool = False  # cost profiling decodes a fixed number of tokens
     logprobs: bool = False  # report each branch's sampled-token log-probabilities
+    stop: tuple[str, ...] = ()  # a branch ends at the first of these (dropped from its text)
 
 
 def question_seed(seed: int, question_id: str) -> int:

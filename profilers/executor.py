@@ -21,6 +21,7 @@ submission (the engine step in progress) counts, as it would for a client.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
@@ -34,6 +35,7 @@ from profilers.engine import (
     BranchProgress,
     SamplingConfig,
     StreamingEngine,
+    model_name,
     question_seed,
 )
 from profilers.progress import ProgressReporter, SilentProgress
@@ -207,7 +209,9 @@ def _arrival(plan: ExecutionPlan, index: int, started_s: float) -> float:
 def _submit(engine: StreamingEngine, task: Task, question: Question,
             plan: ExecutionPlan) -> str:
     request_id = f"latts-exec-{next(_request_numbers)}"
-    engine.submit(request_id, task.build_prompt(question), plan.sampling(question.question_id))
+    sampling = dataclasses.replace(plan.sampling(question.question_id), stop=task.stop)
+    prompt = task.build_prompt(question, model_name(engine.model))
+    engine.submit(request_id, prompt, sampling)
     return request_id
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from profilers.engine import model_name
 from profilers.executor import ExecutionReport, QuestionOutcome
 from profilers.progress import ProgressReporter, SilentProgress
 from profilers.tasks.base import Question, Task
@@ -38,8 +39,8 @@ def _ask(client, model: str, task: Task, question: Question) -> QuestionOutcome:
 
     sent_s = time.perf_counter()
     try:
-        response = client.post("/v1/completions",
-                               json={"model": model, "prompt": task.build_prompt(question)})
+        prompt = task.build_prompt(question, model_name(model))
+        response = client.post("/v1/completions", json={"model": model, "prompt": prompt})
     except httpx.TransportError as error:
         raise UserInputError(f"cannot reach the gateway at {client.base_url} ({error}); start "
                              "it with latts-tune serve or fix --gateway-url") from error

@@ -291,6 +291,8 @@ class OpenAIServerEngine:
             body["seed"] = sampling.seed
         if sampling.logprobs:
             body["logprobs"] = 0  # the sampled tokens' log-probabilities only
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
         return body
 
     def _stream(self, body: dict):

@@ -209,6 +209,7 @@ def _sampling_params(sampling: SamplingConfig, **extra):
         ignore_eos=sampling.ignore_eos,
         # 0: only the sampled token's log-probability (no top-k alternatives)
         logprobs=0 if sampling.logprobs else None,
+        stop=list(sampling.stop) or None,
         **extra,
     )
 

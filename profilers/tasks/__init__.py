@@ -6,9 +6,11 @@ A task string names a task and, for file-backed ones, its file and options::
     math500                                   (from the hub; needs `datasets` and network)
     math500:data/math500.jsonl?chat_template=Qwen/Qwen2.5-1.5B-Instruct
     jsonl:data/mine.jsonl?grader=numeric&rel_tol=1e-4
+    jsonl:data/sums.jsonl?grader=numeric&prompt_template=Q:%20{question}%0AA:&stop=%0A&stop=.
 
-Option values are URL-unquoted (``%26`` for ``&``). The task string is the task's name in
-stored profiles, so profiles of different files or prompts never mix.
+Option values are URL-unquoted (``%26`` for ``&``, ``%0A`` for a newline); ``stop`` may
+repeat, one stop string each. The task string is the task's name in stored profiles, so
+profiles of different files or prompts never mix.
 """
 
 from __future__ import annotations
@@ -18,16 +20,19 @@ from urllib.parse import unquote
 
 from profilers.tasks.arithmetic import ArithmeticTask
 from profilers.tasks.base import Question, Task
-from profilers.tasks.jsonl import GRADERS, JsonlTask
+from profilers.tasks.graders import GRADERS
+from profilers.tasks.jsonl import JsonlTask
 from profilers.tasks.math500 import Math500Task
 from storage import UserInputError
 
 TASKS = {"arithmetic": ArithmeticTask, "math500": Math500Task, "jsonl": JsonlTask}
+_PROMPT_OPTIONS = {"instruction": str, "chat_template": str, "prompt_template": str,
+                   "stop": tuple}
 _OPTIONS: dict[str, dict[str, Any]] = {
     "arithmetic": {},
-    "math500": {"instruction": str, "chat_template": str},
+    "math500": _PROMPT_OPTIONS,
     "jsonl": {"grader": str, "extract": str, "rel_tol": float, "abs_tol": float,
-              "instruction": str, "chat_template": str},
+              **_PROMPT_OPTIONS},
 }
 _EXAMPLES = "e.g. arithmetic, math500:FILE.jsonl, jsonl:FILE.jsonl?grader=numeric"
 MAX_TASK_STRING = 128  # the database's task column (storage/schema.py)
@@ -48,7 +53,10 @@ def parse_task_string(spec: str) -> tuple[str, str | None, dict[str, Any]]:
             choices = ", ".join(known) or "none"
             raise UserInputError(f"task {name}: unknown option '{pair}'; options: {choices}")
         try:
-            options[key] = known[key](unquote(value))
+            if known[key] is tuple:  # repeatable: one value each time
+                options[key] = (*options.get(key, ()), unquote(value))
+            else:
+                options[key] = known[key](unquote(value))
         except ValueError as error:
             raise UserInputError(f"task {name}: {key}={value} is not a number") from error
     return name, path or None, options

@@ -67,6 +67,7 @@ class ArithmeticTask:
     """Chained arithmetic with a scratchpad; exact-match grading of the ``#answer``."""
 
     name = "arithmetic"
+    stop: tuple[str, ...] = ()  # the testbed models end with EOS
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -79,7 +80,7 @@ class ArithmeticTask:
             questions.append(Question(f"{split}-{index}", text, answer))
         return questions
 
-    def build_prompt(self, question: Question) -> str:
+    def build_prompt(self, question: Question, model: str | None = None) -> str:
         return f"{question.text}:"
 
     def extract_answer(self, completion: str) -> str | None:

@@ -7,6 +7,9 @@ the question), which also picks the row's split (`profilers.tasks.rows`). Grader
 - ``numeric``: both parse as numbers and agree within ``rel_tol`` or ``abs_tol``;
 - ``math-verify``: LaTeX equivalence (gold first), as MATH-500.
 
+The extracted answer is turned into the grader's vote key (`profilers.tasks.graders`), so
+spellings the grader treats as one answer ("17." and "17") are also one vote.
+
 The answer is extracted with ``extract``: ``boxed`` (the last ``\\boxed{}``; default for
 math-verify), ``last-number`` (default for numeric) or ``last-line`` (default for exact).
 """
@@ -14,16 +17,15 @@ math-verify), ``last-number`` (default for numeric) or ``last-line`` (default fo
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 
 from profilers.tasks.base import Question
-from profilers.tasks.latex import last_boxed, math_equal
-from profilers.tasks.prompts import PromptBuilder
+from profilers.tasks.graders import GRADERS, make_grader
+from profilers.tasks.latex import last_boxed
+from profilers.tasks.prompts import PromptBuilder, check_stop
 from profilers.tasks.rows import read_jsonl, rows_of_split
 from storage import UserInputError
 
-GRADERS = ("exact", "numeric", "math-verify")
 EXTRACTORS = ("boxed", "last-number", "last-line")
 DEFAULT_EXTRACTOR = {"exact": "last-line", "numeric": "last-number", "math-verify": "boxed"}
 _NUMBER = re.compile(r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -39,17 +41,11 @@ def _last_line(text: str) -> str | None:
     return lines[-1] if lines else None
 
 
-_EXTRACT = {"boxed": last_boxed, "last-number": _last_number, "last-line": _last_line}
+EXTRACT = {"boxed": last_boxed, "last-number": _last_number, "last-line": _last_line}
 
 
-def _as_float(text: str) -> float | None:
-    try:
-        return float(text.strip().replace(",", ""))
-    except ValueError:
-        return None
-
-
-def _row_id(row: dict) -> str:
+def row_id(row: dict) -> str:
+    """A row's id: its ``id`` field, else a hash of its question."""
     if "id" in row:
         return str(row["id"])
     return hashlib.sha256(str(row["question"]).encode()).hexdigest()[:12]
@@ -60,7 +56,8 @@ class JsonlTask:
 
     def __init__(self, path: str, grader: str = "exact", extract: str | None = None,
                  rel_tol: float = 1e-6, abs_tol: float = 0.0, instruction: str = "",
-                 chat_template: str | None = None, name: str | None = None) -> None:
+                 chat_template: str | None = None, name: str | None = None,
+                 prompt_template: str | None = None, stop: tuple[str, ...] = ()) -> None:
         if grader not in GRADERS:
             raise UserInputError(f"unknown grader {grader!r}; choose one of {', '.join(GRADERS)}"
                                  " (e.g. jsonl:data.jsonl?grader=numeric)")
@@ -70,31 +67,25 @@ class JsonlTask:
                                  f"{', '.join(EXTRACTORS)}")
         if rel_tol < 0 or abs_tol < 0:
             raise UserInputError("rel_tol and abs_tol must be >= 0, e.g. rel_tol=1e-6")
-        self.path, self.grader, self.extract = path, grader, extract
-        self.rel_tol, self.abs_tol = rel_tol, abs_tol
+        self.path, self.extract = path, extract
+        self.grader = make_grader(grader, rel_tol, abs_tol)
         self.name = name or f"jsonl:{path}"
-        self.prompt = PromptBuilder(instruction, chat_template)
+        self.prompt = PromptBuilder(instruction, chat_template, prompt_template)
+        self.stop = check_stop(stop)
         self._rows = read_jsonl(path, ("question", "answer"))
         for row in self._rows:
-            row["id"] = _row_id(row)
+            row["id"] = row_id(row)
 
     def load_questions(self, split: str, count: int) -> list[Question]:
         chosen = rows_of_split(self._rows, "id", split, count, self.path)
         return [Question(row["id"], str(row["question"]), str(row["answer"])) for row in chosen]
 
-    def build_prompt(self, question: Question) -> str:
+    def build_prompt(self, question: Question, model: str | None = None) -> str:
         return self.prompt(question.text)
 
     def extract_answer(self, completion: str) -> str | None:
-        return _EXTRACT[self.extract](completion)
+        """The grader's vote key of the answer `extract` finds."""
+        return self.grader.vote_key(EXTRACT[self.extract](completion))
 
     def grade(self, question: Question, answer: str | None) -> bool:
-        if answer is None:
-            return False
-        if self.grader == "math-verify":
-            return math_equal(question.gold_answer, answer)
-        if self.grader == "numeric":
-            gold, value = _as_float(question.gold_answer), _as_float(answer)
-            return (gold is not None and value is not None
-                    and math.isclose(gold, value, rel_tol=self.rel_tol, abs_tol=self.abs_tol))
-        return answer.strip() == question.gold_answer.strip()
+        return self.grader.correct(question.gold_answer, answer)

@@ -15,8 +15,9 @@ against the gold ``answer`` (gold first), so ``\\frac{1}{2}``, ``0.5`` and ``\\d
 from __future__ import annotations
 
 from profilers.tasks.base import Question
-from profilers.tasks.latex import canonical_latex, last_boxed, math_equal
-from profilers.tasks.prompts import DEFAULT_INSTRUCTION, PromptBuilder
+from profilers.tasks.graders import MathVerifyGrader
+from profilers.tasks.latex import last_boxed
+from profilers.tasks.prompts import DEFAULT_INSTRUCTION, PromptBuilder, check_stop
 from profilers.tasks.rows import read_jsonl, rows_of_split
 from storage import UserInputError
 
@@ -37,10 +38,13 @@ class Math500Task:
     """MATH-500 from `path` (JSONL) or the hub; `name` is the task string it was built from."""
 
     def __init__(self, path: str | None = None, instruction: str = DEFAULT_INSTRUCTION,
-                 chat_template: str | None = None, name: str = "math500") -> None:
+                 chat_template: str | None = None, name: str = "math500",
+                 prompt_template: str | None = None, stop: tuple[str, ...] = ()) -> None:
         self.name = name
         self.path = path
-        self.prompt = PromptBuilder(instruction, chat_template)
+        self.prompt = PromptBuilder(instruction, chat_template, prompt_template)
+        self.stop = check_stop(stop)
+        self.grader = MathVerifyGrader()
         self._rows: list[dict] | None = None
 
     def rows(self) -> list[dict]:
@@ -53,11 +57,11 @@ class Math500Task:
         return [Question(str(row["unique_id"]), row["problem"], str(row["answer"]))
                 for row in chosen]
 
-    def build_prompt(self, question: Question) -> str:
+    def build_prompt(self, question: Question, model: str | None = None) -> str:
         return self.prompt(question.text)
 
     def extract_answer(self, completion: str) -> str | None:
-        return canonical_latex(last_boxed(completion))
+        return self.grader.vote_key(last_boxed(completion))
 
     def grade(self, question: Question, answer: str | None) -> bool:
-        return math_equal(question.gold_answer, answer)
+        return self.grader.correct(question.gold_answer, answer)

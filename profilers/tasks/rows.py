@@ -33,13 +33,15 @@ def rows_of_split(rows: list[dict], key_field: str, split: str, count: int,
     return chosen[:count]
 
 
-def read_jsonl(path: str, required: tuple[str, ...]) -> list[dict]:
-    """Rows of a JSONL file, each a JSON object holding every `required` field."""
+def read_jsonl(path: str | Path, required: tuple[str, ...],
+               max_bytes: int = MAX_TASK_BYTES) -> list[dict]:
+    """Rows of a JSONL file of at most `max_bytes`, each a JSON object holding every
+    `required` field."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise UserInputError(f"task file '{path}' does not exist; pass the path of a JSONL file")
     rows = []
-    text = read_text(file, "task file", MAX_TASK_BYTES)  # bounded, UTF-8 checked
+    text = read_text(file, "task file", max_bytes)  # bounded, UTF-8 checked
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

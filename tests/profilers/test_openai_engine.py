@@ -108,6 +108,15 @@ def test_generate_sends_one_streaming_request_and_splits_choices_per_prompt():
     assert engine.hardware() == describe_local_hardware()
 
 
+def test_stop_strings_are_sent_only_when_the_task_has_some():
+    stream = sse(chunk(0, "7", 1, "stop", prompt_token_ids=[1]))
+    server = FakeServer(metrics="", completions=stream)  # no speculation
+    engine = engine_on(server, model="tb-small")
+    engine.generate(["p"], SamplingConfig(max_tokens=8, stop=("\n", "Q:")))
+    engine.generate(["p"], SamplingConfig(max_tokens=8))
+    assert server.bodies[0]["stop"] == ["\n", "Q:"] and "stop" not in server.bodies[1]
+
+
 def test_streaming_interface_yields_deltas_until_every_branch_finished():
     server = FakeServer(completions=sse(chunk(0, "4", 1), chunk(1, "4", 1, "stop"),
                                         chunk(0, "#4", 2, "stop")))

@@ -15,6 +15,7 @@ from unavailable import missing
 from tuner.core.configuration import Configuration, LatencyObjective
 from tuner.core.presets import Preset, build_preset, write_preset
 from tuner.core.trials import TrialSummary
+from tuner.gateway import settings_from_preset
 
 PROFILE = family_profile(questions=3, k=4)
 # engine-notes.md, "SGLang server arguments": used only when sglang's source is absent.
@@ -56,6 +57,18 @@ def test_preset_sections_and_request():
     assert body["provenance"]["hardware_fingerprint"] == PROFILE.hardware.fingerprint
     cut = preset(SPECULATIVE, LatencyObjective(cutoff=True))
     assert cut.request.timeout_s == 2.0
+
+
+def test_the_task_stop_strings_go_into_the_preset_and_its_gateway():
+    stopping = build_preset(summary(SPECULATIVE), PROFILE, study_name="fam-2s-q0.9",
+                            task="arithmetic", deadline_s=2.0, latency=P90, stop=("\n", "Q:"))
+    assert stopping.request.stop == ["\n", "Q:"]
+    settings = settings_from_preset(stopping, "http://127.0.0.1:8000")
+    assert settings.stop == ("\n", "Q:")
+    body = preset(SPECULATIVE).model_dump(mode="json")
+    assert body["request"]["stop"] == []
+    del body["request"]["stop"]  # a preset written before stop strings existed
+    assert Preset.model_validate(body).request.stop == []
 
 
 def test_written_files_per_format(tmp_path):

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from profilers import get_task
 from storage import (
     Database,
     HardwareRecord,
@@ -223,7 +224,8 @@ def export_preset(db: Database, study_name: str, trial_number: int | None,
     preset = build_preset(summary, profile, study_name=study_name, task=settings.task,
                           deadline_s=settings.deadline_s, latency=settings.objective,
                           tuned_for=settings.target_fingerprint,
-                          corrections=settings.corrections, load=settings.load_value)
+                          corrections=settings.corrections, load=settings.load_value,
+                          stop=get_task(settings.task).stop)
     # Files and database both or neither: the files are renamed into place once it is saved.
     with staged_files(preset_files(preset, output_format, directory)) as paths:
         PresetStore(db).save(PresetRecord(name=preset.name, study_name=study_name,

@@ -30,6 +30,7 @@ from pydantic import (
 
 from profilers.models import checkpoint_dtype
 from profilers.speculation import sglang_speculative_arguments, vllm_speculative_config
+from profilers.tasks.prompts import MAX_STOP_CHARS, MAX_STOP_STRINGS
 from profilers.vllm_cli import serve_argument_problem
 from profilers.voting import vote_rule
 from storage import (
@@ -168,7 +169,9 @@ class Request(_Section):
     # Tuned under a load: requests the client or gateway keeps in flight at most, so the
     # engine's max-num-seqs holds their branches (None: no limit; absent before 0.3).
     max_in_flight: int | None = Field(default=None, ge=1)
-
+    # the task's stop strings, sent with every request (absent before 0.3: none)
+    stop: list[Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_STOP_STRINGS)
 
     @field_validator("aggregation")
     @classmethod
@@ -250,10 +253,12 @@ def build_preset(
     tuned_for: str | None = None,
     corrections: str | None = None,
     load: Load | None = None,
+    stop: tuple[str, ...] = (),
 ) -> Preset:
     """The preset of one trial; model paths come from the profile's model records. Tuned
     under a `load`, the engine's max-num-seqs is the trial's (sized to the most branches
-    the load ran at once) and the client keeps at most that many branches in flight."""
+    the load ran at once) and the client keeps at most that many branches in flight.
+    `stop`: the task's stop strings, which every request sends."""
     config = summary.configuration
     max_num_seqs = summary.max_num_seqs if load is not None else None
     samples = [s for s in profile.accuracy if s.model == config.model and s.task == task]
@@ -271,6 +276,7 @@ def build_preset(
             max_tokens=max_tokens, aggregation=config.vote.key(), tie_rule=TIE_RULE,
             timeout_s=deadline_s if latency.cutoff else None,
             max_in_flight=-(-max_num_seqs // config.branches) if max_num_seqs else None,
+            stop=list(stop),
         ),
         predicted=Predicted(
             accuracy=summary.accuracy,

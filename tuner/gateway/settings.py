@@ -108,5 +108,6 @@ def settings_from_preset(preset: Preset, upstream_url: str, **overrides) -> Gate
         task=preset.provenance.task, n_branches=request.n,
         deadline_s=request.timeout_s or preset.predicted.deadline_s,
         vote_rule=request.aggregation, temperature=request.temperature, top_p=request.top_p,
-        max_tokens=request.max_tokens, max_concurrent_requests=concurrency)
+        max_tokens=request.max_tokens, stop=tuple(request.stop),
+        max_concurrent_requests=concurrency)
     return GatewaySettings(**{**values, **overrides})
