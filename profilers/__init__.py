@@ -23,7 +23,7 @@ from profilers.openai_engine import OpenAIServerEngine
 from profilers.planner import BudgetReport, profile_decode_budgeted
 from profilers.pool import EnginePool, model_name
 from profilers.progress import ProgressReporter, SilentProgress
-from profilers.tasks import Question, Task, get_task
+from profilers.tasks import DEFINITION_PREFIX, Question, Task, get_task
 from profilers.voting import majority_vote
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "SpeculativeConfig",
     "StreamingEngine",
     "Task",
+    "DEFINITION_PREFIX",
     "check_accuracy_settings",
     "describe_local_hardware",
     "execute",

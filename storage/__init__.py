@@ -38,6 +38,7 @@ from storage.records import (
     speculation_columns,
 )
 from storage.speculation import Speculation, speculation_of
+from storage.tasks import TaskDefinitionStore, definition_digest
 from storage.transfer import (
     FORMAT_VERSION,
     export_profiles,
@@ -76,6 +77,8 @@ __all__ = [
     "LatencyCheck",
     "LatencyCheckStore",
     "LattsError",
+    "TaskDefinitionStore",
+    "definition_digest",
     "ModelDetails",
     "ModelRecord",
     "PresetRecord",

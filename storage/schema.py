@@ -224,3 +224,15 @@ class LatencyCheckRow(Base):
     measured_latencies_s: Mapped[list] = mapped_column(JSON)
     replayed_latencies_s: Mapped[list] = mapped_column(JSON)
     measured_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class TaskDefinitionRow(Base):
+    """A task defined by a file (id, questions, grader, prompt, stop strings), stored once
+    under its id so profiles can name the task by id and another machine rebuild it."""
+
+    __tablename__ = "latts_task_definitions"
+
+    task_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of the body's canonical JSON
+    body: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+from dataclasses import replace
 
+import pytest
+from tuner_synthetic import HARDWARE, family_profile
+
+from storage import Database, ProfileRecords, ProfileStore, TaskDefinitionStore
 from storage.errors import UserInputError
+from tests.profilers.test_task_definition import write_task
+from tuner.core.operations import open_workspace
 from tuner.core.spec import DEFAULT_SPEC_PATH, load_spec
 
 
@@ -55,3 +61,38 @@ def test_not_yaml_and_not_a_mapping(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(UserInputError, match="cannot read study spec"):
         load_spec(tmp_path / "absent.yaml")
+
+
+def test_a_task_file_names_the_task_by_its_definitions_id(tmp_path):
+    task_file = write_task(tmp_path / "sums")
+    spec = load_spec(write(tmp_path, "name: x\ntask_file: sums/task.yaml\n"))
+    assert (spec.task, spec.task_file) == ("sums", task_file.resolve())
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("name: x\ntask: t\ntask_file: sums/task.yaml\n", "give task or task_file, not both"),
+    ("name: x\ntask: task:sums/task.yaml\n", "name a task definition file with task_file:"),
+    ("name: x\ntask_file: [a]\n", "task_file: a path"),
+    ("name: x\ntask_file: nope.yaml\n", "task definition '.*nope.yaml' does not exist"),
+])
+def test_bad_task_files_are_named(tmp_path, body, message):
+    write_task(tmp_path / "sums")
+    with pytest.raises(UserInputError, match=message):
+        load_spec(write(tmp_path, body))
+
+
+def test_the_workspace_stores_the_definition_and_refuses_a_changed_one(tmp_path):
+    write_task(tmp_path / "sums")
+    spec = load_spec(write(tmp_path, "name: x\ntask_file: sums/task.yaml\n"))
+    profile = family_profile(questions=20, k=8)
+    with Database(f"sqlite:///{tmp_path / 'p.db'}") as db:
+        ProfileStore(db).write(ProfileRecords(
+            hardware=(HARDWARE,), models=profile.models, cost_points=profile.cost_points,
+            acceptance=tuple(replace(a, task="sums") for a in profile.acceptance),
+            accuracy=tuple(replace(s, task="sums") for s in profile.accuracy)))
+        workspace = open_workspace(db, spec)
+        assert workspace.task().stop == ("\n", "Q:") and workspace.space.configurations()
+        assert TaskDefinitionStore(db).ids() == ["sums"]
+        write_task(tmp_path / "sums", stop=["\n"])
+        with pytest.raises(UserInputError, match="defines task 'sums' differently"):
+            open_workspace(db, load_spec(tmp_path / "x.yaml"))

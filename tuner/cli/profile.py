@@ -9,6 +9,7 @@ from tuner.cli.common import (
     engine_pool,
     interrupt_message,
     open_claims,
+    open_database,
     open_profile_store,
     speculation_options,
     speculative_config,
@@ -142,8 +143,9 @@ def _decode_budgeted(pool, model_path, configs, store, grid, progress, budget_s:
 @click.option("--gamma", "gammas", type=IntList(min_value=1), default="1,2,3,4",
               show_default=True, help="Draft lengths to measure, one engine each.")
 @click.option("--task", "task_name", default="arithmetic", show_default=True,
-              help="arithmetic | math500[:FILE.jsonl] | jsonl:FILE.jsonl[?grader=numeric], "
-                   "options after ?: chat_template=MODEL, instruction=TEXT (docs/gpu.md).")
+              help="arithmetic | math500[:FILE.jsonl] | jsonl:FILE.jsonl[?grader=numeric] | "
+                   "task:DEFINITION.yaml; options after ?: chat_template=MODEL, "
+                   "instruction=TEXT, prompt_template=TEXT, stop=TEXT (docs/gpu.md).")
 @click.option("--questions", type=click.IntRange(min=1), default=64, show_default=True,
               help="Prompts of the task's profiling split to sample.")
 @click.option("--branches", type=click.IntRange(min=1), default=4, show_default=True,
@@ -161,8 +163,9 @@ def acceptance(ctx, model_path, draft_path, method, spec_options, gammas, task_n
     Example: latts-tune profile acceptance --model M --method ngram --gamma 1,2
     """
     from profilers import get_task, profile_acceptance, read_model_record
+    from storage import TaskDefinitionStore
 
-    task = get_task(task_name)
+    task = get_task(task_name, TaskDefinitionStore(open_database(ctx)))
     speculations = [speculative_config(draft_path, gamma, method, tuple(spec_options))
                     for gamma in gammas]
     models = [read_model_record(model_path, "target")]
@@ -189,8 +192,9 @@ def acceptance(ctx, model_path, draft_path, method, spec_options, gammas, task_n
               show_default=True,
               help="How the model is stored: a target to tune, or a draft for speculation.")
 @click.option("--task", "task_name", default="arithmetic", show_default=True,
-              help="arithmetic | math500[:FILE.jsonl] | jsonl:FILE.jsonl[?grader=numeric], "
-                   "options after ?: chat_template=MODEL, instruction=TEXT (docs/gpu.md).")
+              help="arithmetic | math500[:FILE.jsonl] | jsonl:FILE.jsonl[?grader=numeric] | "
+                   "task:DEFINITION.yaml; options after ?: chat_template=MODEL, "
+                   "instruction=TEXT, prompt_template=TEXT, stop=TEXT (docs/gpu.md).")
 @click.option("--questions", type=click.IntRange(min=1), default=200, show_default=True,
               help="Questions of the task's profiling split (heldout) to sample.")
 @click.option("--samples", "samples", type=int, default=16, show_default=True,
@@ -208,9 +212,10 @@ def accuracy(ctx, model_paths, role, task_name, questions, samples, temperature,
     Example: latts-tune profile accuracy --model M --questions 200 --samples 16
     """
     from profilers import check_accuracy_settings, get_task, profile_accuracy, read_model_record
+    from storage import TaskDefinitionStore
 
     check_accuracy_settings(questions, samples)
-    task = get_task(task_name)
+    task = get_task(task_name, TaskDefinitionStore(open_database(ctx)))
     records = [read_model_record(path, role) for path in model_paths]
     store = open_profile_store(ctx)
     with engine_pool(ctx, max_model_len, dtype, server_url) as pool, RichProgress() as progress, \

@@ -36,15 +36,19 @@ def serve(ctx, preset_name, upstream_url, start_engine, host, port, max_concurre
 
     import yaml
 
-    from storage import PresetStore, UserInputError
+    from profilers import get_task
+    from storage import PresetStore, TaskDefinitionStore, UserInputError
     from tuner.core.presets import Preset
     from tuner.gateway import serve as run_gateway
     from tuner.gateway import settings_from_preset
 
     if bool(upstream_url) == start_engine:
         raise click.UsageError("give --upstream URL or --start-engine (one of them)")
-    preset = Preset.model_validate(PresetStore(open_database(ctx)).get(preset_name).body)
-    overrides = {"max_concurrent_requests": max_concurrent} if max_concurrent else {}
+    db = open_database(ctx)
+    preset = Preset.model_validate(PresetStore(db).get(preset_name).body)
+    overrides: dict[str, object] = (
+        {"max_concurrent_requests": max_concurrent} if max_concurrent else {})
+    overrides["resolved_task"] = get_task(preset.provenance.task, TaskDefinitionStore(db))
     settings = settings_from_preset(preset, upstream_url or "http://127.0.0.1:1", **overrides)
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
         raise UserInputError(f"--host {host} exposes the gateway: set LATTS_TUNE_API_KEY so "

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from profilers import ExecutionPlan, ProgressReporter, SilentProgress, get_task
+from profilers import ExecutionPlan, ProgressReporter, SilentProgress
 from profilers.engine import SpeculativeConfig, StreamingEngine
 from storage import Database, LatencyCheck, Speculation
 from tuner.core.calibration import store_check
@@ -164,7 +164,7 @@ def _check_slice(workspace: Workspace, db: Database, start_engine: EngineStarter
 def _check(workspace: Workspace, db: Database, engine: StreamingEngine,
            config: Configuration, questions: int, offset: int) -> LatencyCheck:
     """Run `questions` requests of `config` and store them as a latency check."""
-    task = get_task(workspace.spec.task)
+    task = workspace.task()
     table = workspace.simulator.table(config.model, config.temperature)
     plan = ExecutionPlan(n=config.branches, temperature=config.temperature,
                          max_tokens=table.max_tokens, sampling_seed=SAMPLING_SEED)

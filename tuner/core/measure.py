@@ -123,7 +123,7 @@ class _TrialRunner:
     def __init__(self, workspace: Workspace, settings: StudySettings,
                  measuring: MeasureSettings, pool: EnginePool) -> None:
         self.workspace, self.settings, self.pool = workspace, settings, pool
-        self.task = get_task(settings.task)
+        self.task = get_task(settings.task, workspace.definitions)
         self.questions = select_questions(self.task, measuring.split, measuring.questions,
                                           measuring.seed)
         self.max_tokens = measuring.max_tokens

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from profilers import get_task
+from profilers import DEFINITION_PREFIX, Task, get_task
 from storage import (
     Database,
     HardwareRecord,
@@ -22,6 +22,7 @@ from storage import (
     ProfileSet,
     ProfileStore,
     StorageUnavailable,
+    TaskDefinitionStore,
     UserInputError,
     read_profile_file,
     staged_files,
@@ -71,6 +72,11 @@ class Workspace:
     space: SearchSpace
     simulator: Simulator
     source: CostSource
+    definitions: TaskDefinitionStore  # stored task definitions, for `task`
+
+    def task(self) -> Task:
+        """The spec's task (a defined one from the database's definition)."""
+        return get_task(self.spec.task, self.definitions)
 
     def settings(self, deadline_s: float, latency: LatencyObjective,
                  load: Load | None = None) -> StudySettings:
@@ -84,6 +90,9 @@ def open_workspace(db: Database, spec: StudySpec,
     """Load (importing the spec's shipped profile if needed) the profile for the machine
     `machine` names (`tuner.core.machine`) and build space and simulator (`max_num_seqs`:
     the engine's cap under load, default the largest profiled batch)."""
+    definitions = TaskDefinitionStore(db)
+    if spec.task_file is not None:  # stored once; a changed file under the same id is refused
+        get_task(f"{DEFINITION_PREFIX}{spec.task_file}", definitions)
     store = ProfileStore(db)
     target = target_machine(store, machine.hardware)
     reference = _reference_profile(store, spec, target)
@@ -92,7 +101,7 @@ def open_workspace(db: Database, spec: StudySpec,
     space = build_space(profile, spec)
     simulator = Simulator(profile, spec.task, split=spec.split,
                           corrections=source.corrections, max_num_seqs=max_num_seqs)
-    return Workspace(spec, profile, space, simulator, source)
+    return Workspace(spec, profile, space, simulator, source, definitions)
 
 
 def _reference_profile(store: ProfileStore, spec: StudySpec,
@@ -225,7 +234,7 @@ def export_preset(db: Database, study_name: str, trial_number: int | None,
                           deadline_s=settings.deadline_s, latency=settings.objective,
                           tuned_for=settings.target_fingerprint,
                           corrections=settings.corrections, load=settings.load_value,
-                          stop=get_task(settings.task).stop)
+                          stop=get_task(settings.task, TaskDefinitionStore(db)).stop)
     # Files and database both or neither: the files are renamed into place once it is saved.
     with staged_files(preset_files(preset, output_format, directory)) as paths:
         PresetStore(db).save(PresetRecord(name=preset.name, study_name=study_name,

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from profilers.tasks import DEFINITION_PREFIX, load_task_definition
 from storage import MAX_SPEC_BYTES, UserInputError, load_document
 from tuner.core.names import MAX_SPEC_NAME_CHARS, NAME_PATTERN
 
@@ -49,7 +57,10 @@ class StudySpec(_Strict):
     ranges; see studies/testbed.yaml and studies/testbed-knobs.yaml."""
 
     name: str = Field(pattern=NAME_PATTERN, max_length=MAX_SPEC_NAME_CHARS)
-    task: str
+    task: str = Field(min_length=1)
+    # a task definition file (profilers.tasks.definition), relative to the spec; `task` is
+    # then its id
+    task_file: Path | None = None
     split: str | None = None
     profiles: Path | None = None
     models: list[str] | None = Field(default=None, min_length=1)
@@ -68,6 +79,14 @@ class StudySpec(_Strict):
     cutoff: bool = False
     max_trials: int | None = Field(default=None, gt=0)  # TPE budget for large spaces
 
+    @field_validator("task")
+    @classmethod
+    def _not_a_definition_file(cls, value: str) -> str:
+        if value.startswith(DEFINITION_PREFIX):
+            raise ValueError("name a task definition file with task_file: PATH (relative to "
+                             "the spec), not task:")
+        return value
+
 
 def load_spec(path: str | Path | None = None) -> StudySpec:
     """Read and validate a spec; `profiles` is resolved relative to the spec file.
@@ -78,6 +97,8 @@ def load_spec(path: str | Path | None = None) -> StudySpec:
     data = load_document(spec_path, "study spec", MAX_SPEC_BYTES)
     if not isinstance(data, dict):
         raise UserInputError(f"{spec_path}: a study spec is a mapping (name: ..., task: ...)")
+    if data.get("task_file") is not None:
+        data = _with_defined_task(data, spec_path)
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as error:
@@ -85,6 +106,17 @@ def load_spec(path: str | Path | None = None) -> StudySpec:
     if spec.profiles is not None and not spec.profiles.is_absolute():
         spec = spec.model_copy(update={"profiles": (spec_path.parent / spec.profiles).resolve()})
     return spec
+
+
+def _with_defined_task(data: dict, spec_path: Path) -> dict:
+    """`data` with `task` the id of its `task_file`, resolved relative to the spec."""
+    if "task" in data:
+        raise UserInputError(f"{spec_path}: give task or task_file, not both (task_file's "
+                             "definition names the task)")
+    if not isinstance(data["task_file"], str):
+        raise UserInputError(f"{spec_path}: task_file: a path, e.g. smollm2/task.yaml")
+    path = (spec_path.parent / data["task_file"]).resolve()
+    return {**data, "task": load_task_definition(path).name, "task_file": path}
 
 
 def _describe(error: ValidationError) -> str:

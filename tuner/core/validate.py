@@ -32,6 +32,7 @@ from storage import (
     PresetStore,
     ProfileSet,
     ProfileStore,
+    TaskDefinitionStore,
     UserInputError,
     ValidationRecord,
     ValidationStore,
@@ -213,7 +214,7 @@ def validate_preset(db: Database, preset_name: str, start_engine: EngineStarter,
     predictions for this machine."""
     preset = Preset.model_validate(PresetStore(db).get(preset_name).body)
     provenance = preset.provenance
-    task = get_task(provenance.task)
+    task = get_task(provenance.task, TaskDefinitionStore(db))
     chosen = select_questions(task, split, questions, seed)
     if progress is not None:
         progress.start(f"starting the engine of {preset_name} (20-60 s)", 1)
@@ -255,7 +256,7 @@ def validate_through_gateway(db: Database, preset_name: str, gateway_url: str, *
         raise UserInputError(f"--gateway-url {gateway_url}: validate predicts for this "
                              "machine, so the gateway must run here (127.0.0.1)")
     preset = Preset.model_validate(PresetStore(db).get(preset_name).body)
-    task = get_task(preset.provenance.task)
+    task = get_task(preset.provenance.task, TaskDefinitionStore(db))
     hardware = describe_local_hardware()
     profile, simulator = _simulator_for(db, preset, hardware, feedback=True)
     config = configuration_of(preset, profile)

@@ -55,8 +55,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     metrics = GatewayMetrics(settings.n_branches)
     metrics.in_flight.set_function(lambda: admission.running)
     metrics.waiting.set_function(lambda: admission.waiting)
-    state = GatewayState(settings, vote_rule(settings.vote_rule), get_task(settings.task),
-                         admission, metrics)
+    task = settings.resolved_task or get_task(settings.task)
+    state = GatewayState(settings, vote_rule(settings.vote_rule), task, admission, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from profilers import Task
 from storage import UserInputError
 from tuner.core.presets import Preset
 
@@ -57,6 +58,9 @@ class GatewaySettings:
     health_timeout_s: float = 2.0  # the upstream /health probe behind our /health
     api_key: str | None = field(default_factory=api_key_from_env, repr=False)
     upstream_api_key: str | None = field(default_factory=api_key_from_env, repr=False)
+    # `task` already resolved (a defined task, from the database's definition); None: the
+    # gateway resolves `task` itself
+    resolved_task: Task | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._check_positive()
