@@ -23,7 +23,7 @@ from profilers.openai_engine import OpenAIServerEngine
 from profilers.planner import BudgetReport, profile_decode_budgeted
 from profilers.pool import EnginePool, model_name
 from profilers.progress import ProgressReporter, SilentProgress
-from profilers.tasks import DEFINITION_PREFIX, Question, Task, get_task
+from profilers.tasks import DEFINITION_PREFIX, Question, Task, get_task, store_definition
 from profilers.voting import majority_vote
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "describe_local_hardware",
     "execute",
     "get_task",
+    "store_definition",
     "majority_vote",
     "model_name",
     "profile_acceptance",

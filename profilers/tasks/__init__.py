@@ -103,10 +103,17 @@ def get_task(name: str, definitions: TaskDefinitionStore | None = None) -> Task:
 def _defined_task(path: str, definitions: TaskDefinitionStore | None) -> DefinedTask:
     task = load_task_definition(path)
     if definitions is not None:
-        definitions.save(task.name, task.record(), task.source)
+        store_definition(task, definitions)
     return task
+
+
+def store_definition(task: Task, definitions: TaskDefinitionStore) -> None:
+    """Store a defined task's definition under its id (other tasks have none); refused
+    when the id is stored with another definition."""
+    if isinstance(task, DefinedTask):
+        definitions.save(task.name, task.record(), task.source)
 
 
 __all__ = ["DEFINITION_PREFIX", "GRADERS", "TASKS", "ArithmeticTask", "DefinedTask", "JsonlTask",
            "Math500Task", "Question", "Task", "TaskDefinition", "get_task",
-           "load_task_definition", "parse_task_string"]
+           "load_task_definition", "parse_task_string", "store_definition"]

@@ -145,7 +145,7 @@ def test_unknown_task_names_the_known_ones(db_file, model_dir, command):
                        ["profile", command, "--model", model_dir, "--task", "nope"])
     assert one_error_line(result) == (
         "Error: unknown task 'nope'; known tasks: arithmetic, jsonl, math500 (e.g. arithmetic, "
-        "math500:FILE.jsonl, jsonl:FILE.jsonl?grader=numeric)")
+        "math500:FILE.jsonl, jsonl:FILE.jsonl?grader=numeric, task:DEFINITION.yaml)")
 
 
 @pytest.mark.parametrize("command", [

@@ -162,16 +162,17 @@ def acceptance(ctx, model_path, draft_path, method, spec_options, gammas, task_n
 
     Example: latts-tune profile acceptance --model M --method ngram --gamma 1,2
     """
-    from profilers import get_task, profile_acceptance, read_model_record
+    from profilers import get_task, profile_acceptance, read_model_record, store_definition
     from storage import TaskDefinitionStore
 
-    task = get_task(task_name, TaskDefinitionStore(open_database(ctx)))
+    task = get_task(task_name)  # checked before the database opens
     speculations = [speculative_config(draft_path, gamma, method, tuple(spec_options))
                     for gamma in gammas]
     models = [read_model_record(model_path, "target")]
     if draft_path and method == "draft_model":  # a head is no model of its own to record
         models.append(read_model_record(draft_path, "draft"))
     store = open_profile_store(ctx)
+    store_definition(task, TaskDefinitionStore(open_database(ctx)))
     for record in models:
         store.upsert_model(record)
     with engine_pool(ctx, max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
@@ -211,13 +212,20 @@ def accuracy(ctx, model_paths, role, task_name, questions, samples, temperature,
 
     Example: latts-tune profile accuracy --model M --questions 200 --samples 16
     """
-    from profilers import check_accuracy_settings, get_task, profile_accuracy, read_model_record
+    from profilers import (
+        check_accuracy_settings,
+        get_task,
+        profile_accuracy,
+        read_model_record,
+        store_definition,
+    )
     from storage import TaskDefinitionStore
 
     check_accuracy_settings(questions, samples)
-    task = get_task(task_name, TaskDefinitionStore(open_database(ctx)))
+    task = get_task(task_name)  # checked before the database opens
     records = [read_model_record(path, role) for path in model_paths]
     store = open_profile_store(ctx)
+    store_definition(task, TaskDefinitionStore(open_database(ctx)))
     with engine_pool(ctx, max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
             interrupt_message(store):
         for path, record in zip(model_paths, records, strict=True):

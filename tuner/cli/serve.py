@@ -46,8 +46,7 @@ def serve(ctx, preset_name, upstream_url, start_engine, host, port, max_concurre
         raise click.UsageError("give --upstream URL or --start-engine (one of them)")
     db = open_database(ctx)
     preset = Preset.model_validate(PresetStore(db).get(preset_name).body)
-    overrides: dict[str, object] = (
-        {"max_concurrent_requests": max_concurrent} if max_concurrent else {})
+    overrides = {"max_concurrent_requests": max_concurrent} if max_concurrent else {}
     overrides["resolved_task"] = get_task(preset.provenance.task, TaskDefinitionStore(db))
     settings = settings_from_preset(preset, upstream_url or "http://127.0.0.1:1", **overrides)
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
