@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from profilers.tasks import get_task
 from storage import UserInputError
 from tuner.gateway import Admission, GatewayError, GatewaySettings, create_app, free_port
 from tuner.gateway.client_request import parse_request
@@ -56,6 +57,15 @@ def test_create_app_refuses_an_unknown_vote_rule_or_task():
         create_app(make_settings(vote_rule="best"))
     with pytest.raises(UserInputError, match="unknown task 'poetry'"):
         create_app(make_settings(task="poetry"))
+
+
+def test_a_task_resolved_from_the_database_is_the_one_the_gateway_votes_with(tmp_path):
+    task_file = tmp_path / "task.yaml"
+    (tmp_path / "q.jsonl").write_text('{"question": "1+1?", "answer": "2"}\n')
+    task_file.write_text("id: sums\nfile: q.jsonl\ngrader: numeric\nstop: ['\\n']\n")
+    task = get_task(f"task:{task_file}")
+    app = create_app(make_settings(task="sums", resolved_task=task))  # "sums": no task string
+    assert app.state.gateway.task is task and task.extract_answer("2.") == "2"
 
 
 def test_the_upstream_request_carries_the_preset_sampling_and_n_branches():

@@ -97,6 +97,18 @@ def test_token_prompts_with_ignore_eos_decode_exactly_max_tokens(engine):
     assert results[0].branches[0].text == results[1].branches[0].text  # greedy
 
 
+def test_stop_strings_end_branches_and_are_dropped_from_the_text(engine):
+    """The testbed writes "12+3=15#15": stopping at "#" leaves the scratchpad only."""
+    free = engine.generate(["12+3:"], SamplingConfig(n=1, temperature=0.0, max_tokens=20))
+    stopped = engine.generate(["12+3:"], SamplingConfig(n=2, temperature=0.0, max_tokens=20,
+                                                         stop=("#",)))
+    assert "#" in free[0].branches[0].text
+    for branch in stopped[0].branches:
+        assert branch.text == free[0].branches[0].text.split("#")[0]
+        assert branch.finish_reason == "stop"
+        assert branch.generated_tokens < free[0].branches[0].generated_tokens
+
+
 def test_one_sampling_config_per_prompt_seeds_each_prompt(engine):
     prompt = "61+17-30+22-9:"
     configs = [SamplingConfig(n=3, temperature=2.0, max_tokens=24, seed=seed)
