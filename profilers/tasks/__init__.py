@@ -6,9 +6,9 @@ A task string names a task and, for file-backed ones, its file and options::
     math500                                   (from the hub; needs `datasets` and network)
     math500:data/math500.jsonl?chat_template=Qwen/Qwen2.5-1.5B-Instruct
     jsonl:data/mine.jsonl?grader=numeric&rel_tol=1e-4
+    jsonl:data/sums.jsonl?grader=numeric&prompt_template=Q:%20{question}%0AA:&stop=%0A&stop=.
     task:studies/smollm2/task.yaml            (a task definition file: profilers.tasks.definition)
     smollm2-addition                          (the id of a definition stored in the database)
-    jsonl:data/sums.jsonl?grader=numeric&prompt_template=Q:%20{question}%0AA:&stop=%0A&stop=.
 
 Option values are URL-unquoted (``%26`` for ``&``, ``%0A`` for a newline); ``stop`` may
 repeat, one stop string each. The task string is the task's name in stored profiles, so
