@@ -4,7 +4,13 @@ vllm and torch are imported only inside the functions that need them.
 """
 
 from profilers.acceptance import profile_acceptance
-from profilers.accuracy import check_accuracy_settings, profile_accuracy
+from profilers.accuracy import (
+    AccuracySummary,
+    check_accuracy_settings,
+    profile_accuracy,
+    stored_accuracy_summary,
+    summarize_accuracy,
+)
 from profilers.decode import DecodeGrid, profile_decode
 from profilers.engine import (
     BranchDelta,
@@ -56,6 +62,9 @@ __all__ = [
     "model_name",
     "profile_acceptance",
     "profile_accuracy",
+    "stored_accuracy_summary",
+    "summarize_accuracy",
+    "AccuracySummary",
     "profile_decode",
     "profile_decode_budgeted",
     "read_model_record",

@@ -14,6 +14,9 @@ derivation does not depend on batching, so a resumed or split run draws the same
 from __future__ import annotations
 
 import dataclasses
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
 
 from profilers.engine import (
     Engine,
@@ -25,6 +28,7 @@ from profilers.engine import (
 from profilers.models import register_engine_models
 from profilers.progress import ProgressReporter, SilentProgress
 from profilers.tasks.base import Question, Task
+from profilers.voting import majority_vote
 from storage import (
     AccuracySample,
     ClaimStore,
@@ -123,3 +127,51 @@ def profile_accuracy(
                                                    version, split, sampling))
             progress.advance()
     return measured
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracySummary:
+    """accuracy@1 over every sample and the majority vote of `k` (disjoint groups of k
+    samples of a question; None with fewer than k samples per question)."""
+
+    questions: int
+    samples: int
+    accuracy_at_1: float
+    majority_at_k: float | None
+    k: int
+
+    def describe(self) -> str:
+        majority = ("" if self.majority_at_k is None
+                    else f"; majority of {self.k}: {self.majority_at_k:.1%}")
+        return (f"accuracy@1 {self.accuracy_at_1:.1%} over {self.questions} questions x "
+                f"{self.samples // max(self.questions, 1)} samples{majority}")
+
+
+def summarize_accuracy(samples: Iterable[AccuracySample], k: int = 8) -> AccuracySummary:
+    """The summary of one model's samples (their answers are the task's vote keys)."""
+    by_question: dict[str, list[AccuracySample]] = defaultdict(list)
+    for sample in samples:
+        by_question[sample.question_id].append(sample)
+    every = [s for group in by_question.values() for s in group]
+    if not every:
+        raise UserInputError("no accuracy samples to summarize; run latts-tune profile "
+                             "accuracy first")
+    votes = []
+    for group in by_question.values():
+        group.sort(key=lambda sample: sample.sample_index)
+        right = {s.answer for s in group if s.correct}
+        for start in range(0, len(group) - k + 1, k):
+            chunk = group[start:start + k]
+            vote = majority_vote([s.answer for s in chunk], [s.generated_tokens for s in chunk])
+            votes.append(vote is not None and vote in right)
+    return AccuracySummary(len(by_question), len(every),
+                           statistics.mean(s.correct for s in every),
+                           statistics.mean(votes) if votes else None, k)
+
+
+def stored_accuracy_summary(engine: Engine, store: ProfileStore, task: Task,
+                            temperature: float, k: int = 8) -> AccuracySummary:
+    """The summary of what `engine`'s model has stored for `task` at `temperature`."""
+    return summarize_accuracy(store.accuracy_samples(
+        engine.hardware().fingerprint, engine.engine_version(), model_name(engine.model),
+        task.name, temperature), k)

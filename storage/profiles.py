@@ -191,6 +191,21 @@ class ProfileStore:
         with self._db.session() as session:
             return set(session.scalars(query))
 
+    def accuracy_samples(
+        self, hardware_fingerprint: str, engine_version: str, model: str, task: str,
+        temperature: float,
+    ) -> list[AccuracySample]:
+        """The stored samples of one accuracy group, by question and sample index."""
+        query = select(AccuracySampleRow).where(
+            AccuracySampleRow.hardware_fingerprint == hardware_fingerprint,
+            AccuracySampleRow.engine_version == engine_version,
+            AccuracySampleRow.model == model,
+            AccuracySampleRow.task == task,
+            AccuracySampleRow.temperature == temperature,
+        ).order_by(AccuracySampleRow.question_id, AccuracySampleRow.sample_index)
+        with self._db.session() as session:
+            return [to_record(row, AccuracySample) for row in session.scalars(query)]
+
     def measured_pairs(self) -> list[tuple[str, str]]:
         """Sorted (hardware fingerprint, engine version) pairs holding any measurement."""
         with self._db.session() as session:

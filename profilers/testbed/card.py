@@ -9,11 +9,10 @@ the family must meet.
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
 from dataclasses import dataclass, replace
 
 from profilers.acceptance import profile_acceptance
-from profilers.accuracy import profile_accuracy
+from profilers.accuracy import profile_accuracy, summarize_accuracy
 from profilers.decode import DecodeGrid, pending_decode_points, profile_decode
 from profilers.engine import SpeculativeConfig
 from profilers.hardware import describe_local_hardware
@@ -22,7 +21,6 @@ from profilers.pool import EnginePool
 from profilers.progress import ProgressReporter
 from profilers.tasks.arithmetic import ArithmeticTask
 from profilers.testbed.family import FAMILY, model_dir
-from profilers.voting import majority_vote
 from storage import ProfileSet, ProfileStore, Speculation
 
 
@@ -166,20 +164,8 @@ class ModelCard:
 
 def _accuracy(profile: ProfileSet, model: str) -> tuple[float, float, int]:
     """accuracy@1 over all samples; maj@8 averaged over disjoint groups of 8 samples."""
-    by_question: dict[str, list] = defaultdict(list)
-    for sample in profile.accuracy:
-        if sample.model == model:
-            by_question[sample.question_id].append(sample)
-    accuracy_at_1 = statistics.mean(s.correct for q in by_question.values() for s in q)
-    group_scores = []
-    for samples in by_question.values():
-        samples.sort(key=lambda sample: sample.sample_index)
-        correct_answers = {s.answer for s in samples if s.correct}
-        for start in range(0, len(samples) - 7, 8):
-            group = samples[start : start + 8]
-            vote = majority_vote([s.answer for s in group], [s.generated_tokens for s in group])
-            group_scores.append(vote is not None and vote in correct_answers)
-    return accuracy_at_1, statistics.mean(group_scores), len(by_question)
+    summary = summarize_accuracy((s for s in profile.accuracy if s.model == model), k=8)
+    return summary.accuracy_at_1, summary.majority_at_k or 0.0, summary.questions
 
 
 def _step_ms(profile: ProfileSet, model: str, batch_size: int, context_tokens: int) -> float:

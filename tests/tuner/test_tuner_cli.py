@@ -100,6 +100,15 @@ def test_run_json_matches_the_exhaustive_optimum(workdir):
     assert data["study"] == "fam-6s-mean" and data["latency"]["statistic"] == "mean"
 
 
+def test_a_mean_deadline_shows_one_mean_latency_column(workdir):
+    url, spec = workdir
+    result = invoke("--storage", url, "run", "--deadline", "6s", "--spec", str(spec),
+                    "--mean")
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if "model" in line)
+    assert header.count("mean latency") == 1, header
+
+
 def test_infeasible_deadline_names_the_fastest_configuration(workdir):
     url, spec = workdir
     result = invoke("--storage", url, "run", "--deadline", "10ms", "--spec", str(spec),

@@ -218,6 +218,7 @@ def accuracy(ctx, model_paths, role, task_name, questions, samples, temperature,
         profile_accuracy,
         read_model_record,
         store_definition,
+        stored_accuracy_summary,
     )
     from storage import TaskDefinitionStore
 
@@ -230,7 +231,11 @@ def accuracy(ctx, model_paths, role, task_name, questions, samples, temperature,
             interrupt_message(store):
         for path, record in zip(model_paths, records, strict=True):
             store.upsert_model(record)
-            profile_accuracy(pool.get(path), store, task, questions=questions,
+            engine = pool.get(path)
+            profile_accuracy(engine, store, task, questions=questions,
                              samples_per_question=samples, temperature=temperature,
                              max_tokens=max_tokens, progress=progress,
                              claims=open_claims(ctx))
+            summary = stored_accuracy_summary(engine, store, task, temperature,
+                                              k=min(8, samples))
+            click.echo(f"{record.name} on {task.name}: {summary.describe()}")

@@ -28,7 +28,7 @@ def outcome_table(outcome: StudyOutcome, top: int, source: CostSource | None = N
     table = Table(title=f"Best configurations for a {format_duration(outcome.deadline_s)} "
                         f"deadline ({latency_header}){under}{machine}")
     for header in ("", "model", "N", "speculation", "temp", "accuracy (95% CI)", latency_header,
-                   *_bound_headers(objective), "mean latency", "trial"):
+                   *_bound_headers(objective), *_mean_header(objective), "trial"):
         table.add_column(header, justify="left" if header in ("", "model", "speculation")
                          else "right", no_wrap=True)
     for index, summary in enumerate(outcome.ranked[:top], start=1):
@@ -38,6 +38,15 @@ def outcome_table(outcome: StudyOutcome, top: int, source: CostSource | None = N
         if runner_up is not None:
             table.add_row(title, *_cells(runner_up, objective), style="dim")
     return table
+
+
+def _mean_header(objective: LatencyObjective) -> tuple[str, ...]:
+    """A mean-latency column beside the deadline's statistic, unless that is the mean."""
+    return () if objective.statistic == "mean" else ("mean latency",)
+
+
+def _mean_cell(figures, objective: LatencyObjective) -> list[str]:
+    return [format_duration(figures.mean_latency_s)] if _mean_header(objective) else []
 
 
 def _bound_headers(objective: LatencyObjective) -> tuple[str, ...]:
@@ -66,7 +75,7 @@ def _cells(summary: TrialSummary, objective: LatencyObjective) -> list[str]:
         f"{config.temperature:g}", _accuracy(summary.accuracy, summary.accuracy_low,
                                              summary.accuracy_high),
         format_duration(summary.latency_s), *_bound_cells(summary, objective),
-        format_duration(summary.mean_latency_s), str(summary.number),
+        *_mean_cell(summary, objective), str(summary.number),
     ]
 
 
@@ -281,19 +290,19 @@ def load_frontier_table(points: list[LoadPoint], deadline_s: float, latency: Lat
     table = Table(title=f"Best predicted configuration vs load, {format_duration(deadline_s)} "
                         f"deadline ({latency.describe()} over requests){machine}")
     for header in ("load", "accuracy (95% CI)", latency.describe(), *_bound_headers(latency),
-                   "mean latency", "configuration", "max-num-seqs", "optimum"):
+                   *_mean_header(latency), "configuration", "max-num-seqs", "optimum"):
         table.add_column(header, justify="left" if header == "configuration" else "right",
                          no_wrap=True)
     for index, point in enumerate(points):
         if point.best is None:
-            blanks = ["-"] * (2 + len(_bound_headers(latency)))
+            blanks = ["-"] * (1 + len(_bound_headers(latency)) + len(_mean_header(latency)))
             table.add_row(point.load.key(), "-", *blanks, "nothing meets it", "-", "")
             continue
         best = point.best
         table.add_row(
             point.load.key(), _accuracy(best.accuracy, best.accuracy_low, best.accuracy_high),
             format_duration(best.latency_s), *_bound_cells(best, latency),
-            format_duration(best.mean_latency_s), best.configuration.label(),
+            *_mean_cell(best, latency), best.configuration.label(),
             str(best.max_num_seqs), "switch" if point.changed else (
                 "first" if index == 0 else "same"))
     return table
