@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +69,20 @@ class DecodeGrid:
 
     def context_tokens(self, prompt_tokens: int) -> int:
         return prompt_tokens + self.decode_tokens // 2
+
+
+CONTEXT_HEADROOM = 1.1  # validation prompts and answers may run a little past the profiled
+
+
+def prompt_tokens_covering(shortest_prompt: int, longest_context: int, decode_tokens: int,
+                           points: int = 3) -> tuple[int, ...]:
+    """Prompt lengths whose measured contexts (prompt + decode_tokens / 2) reach from the
+    shortest prompt to past the longest context the accuracy samples replay, so the cost
+    model never has to extrapolate for the study (it refuses to)."""
+    half = decode_tokens // 2
+    low = max(1, shortest_prompt - half)
+    high = max(low, math.ceil(longest_context * CONTEXT_HEADROOM) - half)
+    return tuple(sorted({round(low + (high - low) * i / (points - 1)) for i in range(points)}))
 
 
 def _filler_prompt(length: int) -> list[int]:

@@ -206,6 +206,17 @@ class ProfileStore:
         with self._db.session() as session:
             return [to_record(row, AccuracySample) for row in session.scalars(query)]
 
+    def accuracy_token_extent(self, model: str) -> tuple[int, int] | None:
+        """(shortest prompt, longest prompt + generated tokens) over every accuracy sample
+        of `model` (any machine or task: lengths are the model's and the task's), or None."""
+        query = select(func.min(AccuracySampleRow.prompt_tokens),
+                       func.max(AccuracySampleRow.prompt_tokens
+                                + AccuracySampleRow.generated_tokens)
+                       ).where(AccuracySampleRow.model == model)
+        with self._db.session() as session:
+            shortest, longest = session.execute(query).one()
+        return None if shortest is None else (int(shortest), int(longest))
+
     def measured_pairs(self) -> list[tuple[str, str]]:
         """Sorted (hardware fingerprint, engine version) pairs holding any measurement."""
         with self._db.session() as session:

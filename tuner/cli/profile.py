@@ -62,8 +62,10 @@ def profile() -> None:
               help="Also measure without speculative decoding.")
 @click.option("--batch-sizes", type=IntList(min_value=1), default="1,2,4,8,16",
               show_default=True, help="Live branches per step.")
-@click.option("--prompt-tokens", type=IntList(min_value=1), default="8,32,64",
-              show_default=True, help="Prompt lengths (context = prompt + decode/2).")
+@click.option("--prompt-tokens", type=IntList(min_value=1), default=None,
+              help="Prompt lengths (context = prompt + decode/2). Default: three lengths "
+                   "spanning the model's stored accuracy samples (prompt to prompt + answer, "
+                   "+10%), else 8,32,64.")
 @click.option("--decode-tokens", type=click.IntRange(min=2), default=32, show_default=True,
               help="Tokens decoded per measurement (steps timed = this minus one).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
@@ -84,16 +86,18 @@ def decode(ctx, model_path, role, draft_path, method, spec_options, gammas, base
     """
     from profilers import DecodeGrid, read_model_record
 
-    grid = DecodeGrid(tuple(batch_sizes), tuple(prompt_tokens), decode_tokens, repeats)
+    models = [read_model_record(model_path, role)]  # a bad --model before the database opens
+    if draft_path and method == "draft_model":  # a head is no model of its own to record
+        models.append(read_model_record(draft_path, "draft"))
     speculating = bool(draft_path) or method != "draft_model"
     configs = ([None] if baseline or not speculating else []) + (
         [speculative_config(draft_path, gamma, method, tuple(spec_options))
          for gamma in gammas] if speculating else []
     )
-    models = [read_model_record(model_path, role)]
-    if draft_path and method == "draft_model":  # a head is no model of its own to record
-        models.append(read_model_record(draft_path, "draft"))
     store = open_profile_store(ctx)
+    if prompt_tokens is None:
+        prompt_tokens = _derived_prompt_tokens(store, models[0].name, decode_tokens)
+    grid = DecodeGrid(tuple(batch_sizes), tuple(prompt_tokens), decode_tokens, repeats)
     for record in models:
         store.upsert_model(record)
     with engine_pool(ctx, max_model_len, dtype, server_url) as pool, RichProgress() as progress, \
@@ -104,6 +108,20 @@ def decode(ctx, model_path, role, draft_path, method, spec_options, gammas, base
         else:
             _decode_budgeted(pool, model_path, configs, store, grid, progress,
                              60.0 * budget_minutes)
+
+
+def _derived_prompt_tokens(store, model: str, decode_tokens: int) -> list[int]:
+    """The prompt lengths the study will need, from the model's accuracy samples."""
+    from profilers.decode import prompt_tokens_covering
+
+    extent = store.accuracy_token_extent(model)
+    if extent is None:  # as --help says
+        return [8, 32, 64]
+    lengths = list(prompt_tokens_covering(*extent, decode_tokens))
+    click.echo(f"Prompt lengths {','.join(map(str, lengths))} from the accuracy samples of "
+               f"{model} (prompts of {extent[0]}+ tokens, contexts up to {extent[1]}).",
+               err=True)
+    return lengths
 
 
 def _decode_full_grid(pool, model_path, configs, store, grid, progress, claims) -> None:
