@@ -280,6 +280,9 @@ def test_profiles_list_show_export_import(walk):
     assert exported.startswith("exported ") and (walk.folder / "profiles.json.gz").exists()
     imported = walk.run(follows("latts-tune profiles import FILE")).stdout
     assert imported.startswith("imported from profiles.json.gz: new")
+    carded = walk.run(follows("latts-tune profiles card -o CARD.md")).stdout
+    card = (walk.folder / "CARD.md").read_text()
+    assert carded.startswith("wrote CARD.md") and f"| {MODEL} | arithmetic |" in card
 
 
 def test_quick_start_calibrate_then_run_says_corrected(walk):

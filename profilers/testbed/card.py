@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from profilers.acceptance import profile_acceptance
 from profilers.accuracy import profile_accuracy, summarize_accuracy
+from profilers.card import ACCEPTANCE_NOTE, acceptance_lines, step_ms
 from profilers.decode import DecodeGrid, pending_decode_points, profile_decode
 from profilers.engine import SpeculativeConfig
 from profilers.hardware import describe_local_hardware
@@ -168,16 +169,6 @@ def _accuracy(profile: ProfileSet, model: str) -> tuple[float, float, int]:
     return summary.accuracy_at_1, summary.majority_at_k or 0.0, summary.questions
 
 
-def _step_ms(profile: ProfileSet, model: str, batch_size: int, context_tokens: int) -> float:
-    medians = [
-        point.seconds_median for point in profile.cost_points
-        if point.model == model and point.draft is None and point.phase == "decode"
-        and point.batch_size == batch_size and point.context_tokens == context_tokens
-        and point.status == "ok"
-    ]
-    return 1e3 * medians[0] if medians else float("nan")
-
-
 def model_cards(profile: ProfileSet, context_tokens: int) -> list[ModelCard]:
     """Measured figures of every testbed model, in family order."""
     by_name = {record.name: record for record in profile.models}
@@ -187,22 +178,10 @@ def model_cards(profile: ProfileSet, context_tokens: int) -> list[ModelCard]:
         accuracy_at_1, majority_at_8, questions = _accuracy(profile, size.name)
         cards.append(ModelCard(
             size.name, size.role, record.parameter_count, record.size_bytes, accuracy_at_1,
-            majority_at_8, _step_ms(profile, size.name, 1, context_tokens),
-            _step_ms(profile, size.name, 16, context_tokens), questions,
+            majority_at_8, step_ms(profile, size.name, 1, context_tokens),
+            step_ms(profile, size.name, 16, context_tokens), questions,
         ))
     return cards
-
-
-def acceptance_rows(profile: ProfileSet) -> list[tuple[str, str, int, tuple[float, ...], float]]:
-    """(target, speculation source, gamma, per-position rates per target step, mean tokens
-    per step) per record."""
-    rows = []
-    for record in sorted(profile.acceptance,
-                         key=lambda r: (r.target, r.speculation.source, r.gamma)):
-        rates = record.position_rates()
-        rows.append((record.target, record.speculation.source, record.gamma, rates,
-                     1 + sum(rates)))
-    return rows
 
 
 def check_bounds(cards: list[ModelCard], profile: ProfileSet) -> list[tuple[str, bool, str]]:
@@ -267,16 +246,8 @@ def render_card(profile: ProfileSet, settings: TestbedSettings, training: dict |
             f"| {card.accuracy_at_1:.3f} | {card.majority_at_8:.3f} "
             f"| {card.step_ms_batch_1:.2f} | {card.step_ms_batch_16:.2f} |"
         )
-    lines += ["", "## Draft acceptance per position", "",
-              "P(first k drafts accepted) per target step, from vLLM's speculative-decoding "
-              "counters. n-gram lookup proposes nothing when no n-gram of the last tokens "
-              "matches; those steps count as nothing accepted (vLLM's draft counter skips "
-              "them; the steps come from the generated tokens).", "",
-              "| target | speculation | gamma | per position | mean tokens per step |",
-              "|---|---|---:|---|---:|"]
-    for target, source, gamma, rates, mean_length in acceptance_rows(profile):
-        per_position = ", ".join(f"{rate:.3f}" for rate in rates)
-        lines.append(f"| {target} | {source} | {gamma} | {per_position} | {mean_length:.2f} |")
+    lines += ["", "## Draft acceptance per position", "", ACCEPTANCE_NOTE, "",
+              *acceptance_lines(profile)]
     lines += ["", "## Bounds", "", "| bound | holds | measured |", "|---|---|---|"]
     for bound, holds, measured in check_bounds(cards, profile):
         lines.append(f"| {bound} | {'yes' if holds else 'NO'} | {measured} |")

@@ -210,3 +210,18 @@ def test_import_missing_file_is_a_usage_error(tmp_path):
                         str(tmp_path / "nope.json")])
     assert result.exit_code == 2
     assert "does not exist" in result.stderr
+
+
+def test_card_reads_every_figure_from_the_profile(filled_url, tmp_path):
+    out = tmp_path / "CARD.md"
+    result = run(["--storage", filled_url, "profiles", "card", "-o", str(out), "--title",
+                  "Small", "--regenerate", "bash make.sh", "--hardware", "3f2a"])
+    assert result.exit_code == 0, result.output
+    card = out.read_text()
+    assert card.startswith("# Small\n") and "`bash make.sh`" in card
+    assert "AMD EPYC 7B13, 2 cores, 7.5 GiB (fingerprint `3f2a9c0d11aa4b5e`)" in card
+    # 1 of 2 samples right per question; 2 samples per question: no majority of 8
+    assert ("| tb-small | arithmetic | 3 x 2 | 0.7 | 128 | 0.500 | - | 11.00 | 11.00 (B=1) "
+            "| 64 |") in card
+    # 80 and 50 of 100 target steps: the first draft in 0.8 of them, both in 0.5
+    assert "| tb-small | tb-draft | 2 | 0.800, 0.500 | 2.30 |" in card

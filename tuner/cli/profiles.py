@@ -87,6 +87,30 @@ def show_profile(
         console.print(_accuracy_table(details))
 
 
+@profiles.command("card")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The Markdown file to write (e.g. studies/mine/CARD.md).")
+@click.option("--title", default="Profile card", show_default=True, help="The card's heading.")
+@click.option("--regenerate", default="latts-tune profiles card",
+              help="The command the card names as the one that regenerates it.")
+@click.option("--hardware", help=HARDWARE_HELP + " Default: this machine's, when stored.")
+@click.pass_context
+def card_command(ctx: click.Context, output: Path, title: str, regenerate: str,
+                 hardware: str | None) -> None:
+    """Write a profile's card: accuracy, step costs and acceptance per position.
+
+    Example: latts-tune profiles card -o CARD.md --hardware 3f2a
+    """
+    from profilers.card import render_profile_card
+    from storage import write_files
+    from tuner.core.machine import this_machine_if_profiled
+
+    store = open_profile_store(ctx)
+    profile_set = store.load_profile_set(hardware or this_machine_if_profiled(store))
+    write_files({output: render_profile_card(profile_set, title, regenerate)})
+    click.echo(f"wrote {output}")
+
+
 @profiles.command("export")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--hardware", help=HARDWARE_HELP + " Default: all hardware.")
