@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,10 +11,31 @@ from typing import Protocol
 
 from storage import HardwareRecord, Speculation
 
+CACHE_ENV = "LATTS_TUNE_CACHE"
+CACHE_PLACEHOLDER = "{cache}"  # in a stored path: this machine's cache root
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The root of latts-tune's cache: `cache_dir`, else $LATTS_TUNE_CACHE, else
+    ~/.cache/latts-tune."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path.home() / ".cache" / "latts-tune"
+
+
+def local_path(location: str) -> Path:
+    """A model or template location on this machine: a leading "{cache}" is the cache root
+    (so a profile that names a converted model there works on every machine), "~" home."""
+    if location.startswith(CACHE_PLACEHOLDER):
+        location = str(cache_root()) + location.removeprefix(CACHE_PLACEHOLDER)
+    return Path(location).expanduser()
+
 
 def model_name(path: str) -> str:
     """The name a model is stored under: a local directory's name, or the hub id as given."""
-    local = Path(path).expanduser()
+    local = local_path(path)
     return local.name if local.is_dir() else path
 
 

