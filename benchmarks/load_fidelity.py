@@ -52,10 +52,14 @@ from engine_runs import RESULTS, machine_description, open_testbed  # noqa: E402
 
 from profilers import ExecutionPlan, execute, get_task  # noqa: E402
 from profilers.statistics import MEAN, P90  # noqa: E402
+from storage import Database  # noqa: E402
+from tuner.core.calibrate import check_latency  # noqa: E402
+from tuner.core.calibration import Corrections  # noqa: E402
 from tuner.core.configuration import Configuration, LatencyObjective  # noqa: E402
 from tuner.core.frontier import load_frontier  # noqa: E402
 from tuner.core.load import PoissonLoad, TraceLoad  # noqa: E402
 from tuner.core.operations import Workspace  # noqa: E402
+from tuner.core.ranking import meets  # noqa: E402
 from tuner.core.simulator import Simulator  # noqa: E402
 from tuner.core.simulator.load import WARMUP_FRACTION  # noqa: E402
 from tuner.core.validate import engine_arguments, select_questions  # noqa: E402
@@ -65,6 +69,7 @@ PREDICTION_SEEDS = 20
 SCHEDULE_SEED = 16
 TARGET = 0.15
 WARMUP_REQUESTS = 12
+CHECK_REQUESTS = 12  # unloaded requests of the in-run correction
 
 
 def main() -> None:
@@ -159,13 +164,16 @@ def measure_one(workspace: Workspace, engine, task, config: Configuration, load:
                          max_tokens=table.max_tokens, vote=config.vote, in_flight=IN_FLIGHT)
     execute(engine, task, task.load_questions("train", WARMUP_REQUESTS), plan)
     waited_s, load_before = wait_for_quiet(args.quiet_load, args.max_wait_minutes)
+    in_run = in_run_correction(workspace, engine, config, Path(args.db), seed)
     report = execute(engine, task, questions,
                      replace(plan, arrivals_s=tuple(float(a) for a in arrivals_s)))
     load_after = os.getloadavg()
     measured_s = report.latencies_s[int(len(questions) * WARMUP_FRACTION):]
     schedule = TraceLoad(f"poisson {load.key()} seed {SCHEDULE_SEED + seed}",
                          tuple(float(a) for a in arrivals_s))
-    predicted_s = predicted_latencies(workspace, config, schedule)
+    predicted_s = predicted_latencies(workspace, config, schedule,
+                                      workspace.source.corrections)
+    predicted_in_run_s = predicted_latencies(workspace, config, schedule, in_run)
     nominal = workspace.simulator.score(config, LatencyObjective(), load=load)
     replayed = workspace.simulator.replay_requests(
         config, arrivals_s, [o.prompt_tokens for o in report.outcomes],
@@ -175,6 +183,10 @@ def measure_one(workspace: Workspace, engine, task, config: Configuration, load:
         "max_num_seqs": cap,
         "measured": _stats(measured_s),
         "predicted_schedule": _stats(predicted_s),
+        "predicted_in_run": _stats(predicted_in_run_s),
+        "in_run_scale": in_run.for_slice(config.model, config.speculation).scale,
+        "database_scale": workspace.source.corrections.for_slice(
+            config.model, config.speculation).scale,
         "predicted_nominal": {"p90_s": nominal.latency_s, "mean_s": nominal.mean_latency_s,
                               "p90_bound_s": nominal.latency_upper_s,
                               "accuracy": nominal.accuracy},
@@ -199,14 +211,25 @@ def measure_one(workspace: Workspace, engine, task, config: Configuration, load:
     return row
 
 
-def predicted_latencies(workspace: Workspace, config: Configuration,
-                        schedule: TraceLoad) -> np.ndarray:
+def in_run_correction(workspace: Workspace, engine, config: Configuration, db_path: Path,
+                      offset: int) -> Corrections:
+    """This machine's correction measured by the same engine just before the run
+    (`CHECK_REQUESTS` unloaded requests of `config`, as calibrate checks): the machine
+    drifts 5-24% within an hour, so a calibration minutes earlier mixes that drift into
+    the load replay's error; this one separates them."""
+    with Database(f"sqlite:///{db_path}") as db:
+        check = check_latency(workspace, db, engine, config, CHECK_REQUESTS, offset)
+    return Corrections([check])
+
+
+def predicted_latencies(workspace: Workspace, config: Configuration, schedule: TraceLoad,
+                        corrections: Corrections) -> np.ndarray:
     """Replays of the exact schedule, each with other requests drawn from the profile."""
     pooled = []
     for seed in range(PREDICTION_SEEDS):
         simulator = Simulator(workspace.profile, workspace.spec.task,
                               split=workspace.spec.split, seed=seed,
-                              corrections=workspace.source.corrections)
+                              corrections=corrections)
         pooled.append(simulator.replay_load(config, schedule).latency_s)
     return np.concatenate(pooled)
 
@@ -245,6 +268,23 @@ def _error(predicted: float, measured: float) -> float:
     return (predicted - measured) / measured
 
 
+def _run_row(run: dict, cells: dict, feasible: bool) -> str:
+    """One table row; `cells` maps each prediction to (figures, p90 error, mean error)."""
+    measured = run["measured"]
+    shown = [cell for cell in cells.values() if cell is not None]
+    p90s = " / ".join(f"{figures['p90_s'] * 1000:.0f}" for figures, _, _ in shown)
+    means = " / ".join(f"{figures['mean_s'] * 1000:.0f}" for figures, _, _ in shown)
+    p90_errors = " / ".join(f"{p90_err:+.0%}" for _, p90_err, _ in shown)
+    mean_errors = " / ".join(f"{mean_err:+.0%}" for _, _, mean_err in shown)
+    scales = " / ".join(f"{run[key]:.2f}" for key in ("database_scale", "in_run_scale")
+                        if run.get(key))
+    return (f"| {run['configuration']} | {run['load']} | {run['requests']} "
+            f"| {measured['p90_s'] * 1000:.0f} ms | {p90s} ms | {p90_errors} "
+            f"| {measured['mean_s'] * 1000:.0f} ms | {means} ms | {mean_errors} | {scales} "
+            f"| {run['accuracy']:.3f} | {run['load_average_before'][0]:.2f} / "
+            f"{run['load_average_after'][0]:.2f} | {'yes' if feasible else 'no'} |")
+
+
 def render(results: dict) -> str:
     machine = results["machine"]
     lines = [
@@ -266,30 +306,44 @@ def render(results: dict) -> str:
         lines.append(f"| {point['load']} | {point['best']} | {point['accuracy']:.3f} | "
                      f"{point['p90_s'] * 1000:.1f} ms | {point['p90_bound_s'] * 1000:.1f} ms |")
     lines += ["", "## Predicted vs measured", "",
-              "| configuration | load | requests | p90 meas | p90 pred | err | mean meas | "
-              "mean pred | err | replay of measured lengths p90 / mean err | accuracy | "
-              "load avg before / after |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
-    errors = []
+              "Predicted twice: with the database's calibration (what `run` uses), and with a "
+              f"correction the same engine measured just before the run ({CHECK_REQUESTS} "
+              "unloaded requests of the configuration), which leaves the machine's drift since "
+              "calibrating out of the load replay's error.", "",
+              "| configuration | load | requests | p90 meas | p90 pred db / in-run | err db / "
+              "in-run | mean meas | mean pred db / in-run | err db / in-run | scale db / "
+              "in-run | accuracy | load avg before / after | feasible as predicted |",
+              "|---|---|---:|---:|---|---|---:|---|---|---|---:|---|---|"]
+    errors: dict[str, list[float]] = {"db": [], "in-run": [], "db feasible": [],
+                                      "in-run feasible": []}
     for run in results["runs"]:
-        measured, predicted = run["measured"], run["predicted_schedule"]
-        replayed = run["replayed_measured_lengths"]
-        p90_err = _error(predicted["p90_s"], measured["p90_s"])
-        mean_err = _error(predicted["mean_s"], measured["mean_s"])
-        errors += [abs(p90_err), abs(mean_err)]
-        lines.append(
-            f"| {run['configuration']} | {run['load']} | {run['requests']} | "
-            f"{measured['p90_s'] * 1000:.1f} ms | {predicted['p90_s'] * 1000:.1f} ms | "
-            f"{p90_err:+.1%} | {measured['mean_s'] * 1000:.1f} ms | "
-            f"{predicted['mean_s'] * 1000:.1f} ms | {mean_err:+.1%} | "
-            f"{_error(replayed['p90_s'], measured['p90_s']):+.1%} / "
-            f"{_error(replayed['mean_s'], measured['mean_s']):+.1%} | "
-            f"{run['accuracy']:.3f} | {run['load_average_before'][0]:.2f} / "
-            f"{run['load_average_after'][0]:.2f} |")
-    if errors:
-        inside = sum(e <= TARGET for e in errors)
-        lines += ["", f"Within {TARGET:.0%}: {inside} of {len(errors)} figures (p90 and mean); "
-                  f"median |error| {np.median(errors):.1%}, largest {max(errors):.1%}."]
+        measured = run["measured"]
+        predicted = {"db": run["predicted_schedule"], "in-run": run.get("predicted_in_run")}
+        feasible = meets(run["predicted_nominal"]["p90_bound_s"], results["deadline_s"])
+        cells = {}
+        for key, figures in predicted.items():
+            if figures is None:
+                cells[key] = None
+                continue
+            p90_err = _error(figures["p90_s"], measured["p90_s"])
+            mean_err = _error(figures["mean_s"], measured["mean_s"])
+            errors[key] += [abs(p90_err), abs(mean_err)]
+            if feasible:
+                errors[f"{key} feasible"] += [abs(p90_err), abs(mean_err)]
+            cells[key] = (figures, p90_err, mean_err)
+        lines.append(_run_row(run, cells, feasible))
+    labels = {"db": "database's calibration, all runs",
+              "db feasible": "database's calibration, runs predicted feasible",
+              "in-run": "in-run correction, all runs",
+              "in-run feasible": "in-run correction, runs predicted feasible"}
+    lines.append("")
+    for key, label in labels.items():
+        chosen = errors[key]
+        if chosen:
+            inside = sum(e <= TARGET for e in chosen)
+            lines.append(f"- {label}: within {TARGET:.0%} for {inside} of {len(chosen)} figures "
+                         f"(p90 and mean); median |error| {np.median(chosen):.1%}, largest "
+                         f"{max(chosen):.1%}.")
     return "\n".join(lines) + "\n"
 
 

@@ -145,7 +145,7 @@ def _check_slice(workspace: Workspace, db: Database, start_engine: EngineStarter
                     offset - 1] + close_s > ends_at_s:  # time grows at most in proportion to n
                 break
             began_s = clock()
-            stored.append(_check(workspace, db, engine, Configuration(
+            stored.append(check_latency(workspace, db, engine, Configuration(
                 planned.model, n, planned.speculation, table_temperature), questions, offset))
             check_seconds.append(clock() - began_s)
     finally:
@@ -161,8 +161,8 @@ def _check_slice(workspace: Workspace, db: Database, start_engine: EngineStarter
                        float(np.exp(ratios.mean())), tuple(check_seconds))
 
 
-def _check(workspace: Workspace, db: Database, engine: StreamingEngine,
-           config: Configuration, questions: int, offset: int) -> LatencyCheck:
+def check_latency(workspace: Workspace, db: Database, engine: StreamingEngine,
+                  config: Configuration, questions: int, offset: int) -> LatencyCheck:
     """Run `questions` requests of `config` and store them as a latency check."""
     task = workspace.task()
     table = workspace.simulator.table(config.model, config.temperature)
