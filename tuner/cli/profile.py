@@ -117,7 +117,8 @@ def _derived_prompt_tokens(store, model: str, decode_tokens: int) -> list[int]:
     extent = store.accuracy_token_extent(model)
     if extent is None:  # as --help says
         return [8, 32, 64]
-    lengths = list(prompt_tokens_covering(*extent, decode_tokens))
+    shortest_prompt, longest_context = extent
+    lengths = list(prompt_tokens_covering(shortest_prompt, longest_context, decode_tokens))
     click.echo(f"Prompt lengths {','.join(map(str, lengths))} from the accuracy samples of "
                f"{model} (prompts of {extent[0]}+ tokens, contexts up to {extent[1]}).",
                err=True)
