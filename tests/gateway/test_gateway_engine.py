@@ -50,6 +50,9 @@ SPREAD_TEMPERATURE = 2.0  # vLLM's maximum: branch lengths differ most
 MIN_TOKEN_GAP = 8  # between the short and the long branches of the deadline prompt
 ON_TIME_SLACK_S = 0.25  # client-side: gateway overhead + openai client + thread scheduling
 SERVER_SLACK_S = 0.05  # gateway-side: deadline to response body
+# the cut may be seen a fraction of a millisecond before the deadline's own instant (a CI
+# run measured 0.552 s against 0.5525 s): the timed waits round to the millisecond
+EARLY_TIMER_S = 0.002
 CUT_ATTEMPTS = 5
 
 
@@ -206,7 +209,8 @@ def test_a_deadline_shorter_than_the_branches_answers_on_time_with_the_finished_
         position = (position + 1) / 2 if cut["branches_finished"] == 0 else position / 2
     else:
         pytest.fail(f"no run ended between the short and long branches: {attempts} finished")
-    assert cut["elapsed_s"] >= deadline_s and cut["deadline_cut"] and not cut["early_stop"]
+    assert cut["elapsed_s"] >= deadline_s - EARLY_TIMER_S
+    assert cut["deadline_cut"] and not cut["early_stop"]
     finished = [spread.branches[b["index"]] for b in cut["branches"] if b["finish_reason"]]
     unfinished = [spread.branches[b["index"]] for b in cut["branches"] if not b["finish_reason"]]
     # the shortest branches finished, complete and identical to vLLM's own

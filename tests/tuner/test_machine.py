@@ -210,7 +210,7 @@ def test_calibrate_stops_inside_a_slice_to_hold_its_budget(workdir, monkeypatch)
             temperature=1.0, task="arithmetic", source="calibrate",
             measured_latencies_s=(2.0,), replayed_latencies_s=(1.0,))
 
-    monkeypatch.setattr(calibrate_module, "_check", check)
+    monkeypatch.setattr(calibrate_module, "check_latency", check)
     url, spec = workdir
     with Database(url) as db:
         workspace = open_workspace(db, StudySpec(name="fam", task="arithmetic"))
