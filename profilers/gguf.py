@@ -107,10 +107,9 @@ def convert_gguf(gguf_path: str | os.PathLike, output_dir: str | os.PathLike, *,
     gguf_path, output_dir = Path(gguf_path).expanduser(), Path(output_dir).expanduser()
     _check_gguf_file(gguf_path)
     _check_output_dir(output_dir)
+    flags = _tokenizer_flags(gguf_path)  # reads the header: a broken file fails before the bar
     progress = progress or SilentProgress()
-    progress.start(f"convert {gguf_path.name}", 4)
-    flags = _tokenizer_flags(gguf_path)
-    progress.advance()
+    progress.start(f"convert {gguf_path.name}", 3)
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -3,7 +3,8 @@ ships: deterministic bytes, a loadable model and tokenizer, the GGUF's own weigh
 and clear errors for bad input. One test starts vLLM on the converted model (marker engine).
 
 The conversions (about a minute each on 2 cores) run once per module: one through
-`ensure_smollm2` into a temporary cache, one through `convert_gguf` into another folder.
+`ensure_smollm2` into a temporary cache, one through `latts-tune models convert-gguf` (the
+command for GGUF-only models) into another folder.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,7 @@ from profilers.gguf import (
 )
 from storage.errors import UserInputError
 
+LATTS_TUNE = Path(sys.executable).with_name("latts-tune")
 QUESTION = "What is 2 + 3?\n\nAnswer with just the number."
 
 
@@ -65,7 +69,23 @@ def converted(gguf_file, cache_root) -> Path:
 
 @pytest.fixture(scope="module")
 def converted_again(gguf_file, tmp_path_factory) -> Path:
-    return convert_gguf(gguf_file, tmp_path_factory.mktemp("again") / "model")
+    """The same GGUF through the command a user with a GGUF-only model runs."""
+    output = tmp_path_factory.mktemp("again") / "model"
+    done = subprocess.run([LATTS_TUNE.as_posix(), "models", "convert-gguf", str(gguf_file),
+                           str(output)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == f"wrote {output}"
+    return output
+
+
+def test_convert_gguf_command_refuses_a_file_that_is_not_gguf(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"not a gguf file")
+    done = subprocess.run([LATTS_TUNE.as_posix(), "models", "convert-gguf", str(fake),
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().startswith("Error:") and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_conversion_writes_the_same_bytes_every_time(converted, converted_again):

@@ -17,6 +17,7 @@ import click
 from storage.errors import UserInputError
 from tuner.cli.calibrate import calibrate
 from tuner.cli.common import NETWORK_TIMEOUT_KEY
+from tuner.cli.models import models
 from tuner.cli.options import Duration
 from tuner.cli.profile import profile
 from tuner.cli.profiles import profiles
@@ -99,6 +100,7 @@ cli.add_command(report)
 cli.add_command(validate)
 cli.add_command(calibrate)
 cli.add_command(serve)
+cli.add_command(models)
 
 
 def _storage_here(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
