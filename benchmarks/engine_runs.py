@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from profilers import ExecutionPlan, describe_local_hardware, get_task  # noqa: E402
+from profilers import ExecutionPlan, describe_local_hardware  # noqa: E402
 from storage import Database  # noqa: E402
 from tuner.core.configuration import Configuration  # noqa: E402
 from tuner.core.operations import Workspace, open_workspace  # noqa: E402
@@ -62,12 +62,14 @@ def load_cache(cache: Path = CACHE) -> dict[str, dict]:
 def measure_all(workspace: Workspace, configs: Iterable[Configuration], questions: int,
                 split: str = "validation",
                 seeds: Mapping[Configuration, int] | None = None,
-                cache_path: Path = CACHE) -> dict[Configuration, dict]:
+                cache_path: Path = CACHE,
+                max_model_len: int | None = None) -> dict[Configuration, dict]:
     """Measured figures of every configuration (cached ones are not run again).
 
     `seeds[config]` picks the disjoint slice of the split a configuration runs on (default
     0: every configuration on the same questions, a paired comparison). A cache belongs to
-    one machine: pass another `cache_path` elsewhere."""
+    one machine: pass another `cache_path` elsewhere. `max_model_len`: the engine's context
+    length (None: the model's own)."""
     from profilers.vllm_engine import VllmEngine
 
     cache = load_cache(cache_path)
@@ -75,12 +77,12 @@ def measure_all(workspace: Workspace, configs: Iterable[Configuration], question
     seed_of = {c: (seeds or {}).get(c, 0) for c in wanted}
     key_of = {c: cache_key(c, questions, split, seed_of[c]) for c in wanted}
     missing = [c for c in wanted if key_of[c] not in cache]
-    task = get_task(workspace.spec.task)
+    task = workspace.task()
     for engine_key in dict.fromkeys(c.engine_key() for c in missing):
         group = [c for c in missing if c.engine_key() == engine_key]
         model, speculative = engine_arguments(workspace.profile, group[0])
         started_s = time.perf_counter()
-        engine = VllmEngine(model, speculative)
+        engine = VllmEngine(model, speculative, max_model_len=max_model_len)
         print(f"engine {engine_key} started in {time.perf_counter() - started_s:.0f} s",
               file=sys.stderr, flush=True)
         try:

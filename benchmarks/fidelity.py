@@ -1,8 +1,9 @@
 """Fidelity of the simulator: predicted vs measured latency (p50, p90) and accuracy.
 
-For configurations spread over the testbed models, N in 1..16 and gamma in 0..4, run the
-executor on held-out questions (validation split) on the real engine and compare with the
-simulator's predictions from the shipped profile. Targets (issue 4): median absolute
+For configurations spread over a study's models (the testbed: three models, N in 1..16,
+gamma in 0..4; SmolLM2: N in 1..16, n-gram lookup at gamma 1 and 2), run the executor on
+held-out questions (validation split) on the real engine and compare with the simulator's
+predictions from the shipped profile. Targets (issues 4 and 17): median absolute
 latency error <= 10% (stretch 5%), none above 25%; measured accuracy inside the predicted
 95% interval for >= 90% of configurations. Writes benchmarks/results/fidelity.json and .md
 with the machine description and the command.
@@ -10,10 +11,13 @@ with the machine description and the command.
 The accuracy target is judged against the prediction for what is measured: accuracy on
 `--questions` new questions (`simulator.predictive_interval`: the profile's estimation
 error, question sampling and branch sampling). The bootstrap interval of the profile's mean
-is reported too; it is narrower because it leaves out the last two. Each configuration runs
-on its own slice of the validation split, so the checks are independent.
+is reported too; it is narrower because it leaves out the last two. On the testbed each
+configuration runs on its own slice of the validation split, so the checks are
+independent; SmolLM2's split (128 questions) holds one slice of 100, so its configurations
+all run on the same questions (a paired comparison: the accuracy checks move together).
 
 Usage: python benchmarks/fidelity.py [--questions 100] [--spec studies/testbed.yaml]
+       python benchmarks/fidelity.py --spec studies/smollm2/smollm2.yaml --max-model-len 256
 """
 
 from __future__ import annotations
@@ -36,14 +40,16 @@ from engine_runs import (  # noqa: E402
     relative_error,
 )
 
-from storage import Database, ProfileStore, Speculation  # noqa: E402
+from storage import Database, ProfileStore, Speculation, UserInputError  # noqa: E402
 from tuner.core.configuration import Configuration  # noqa: E402
 from tuner.core.operations import Workspace  # noqa: E402
 from tuner.core.simulator import Simulator  # noqa: E402
 from tuner.core.validate import predict  # noqa: E402
 
 D = "tb-draft"
-CONFIGURATIONS = (  # (model, N, draft, gamma), grouped by engine
+NGRAM = "ngram"  # prompt lookup with the options SmolLM2's study profiled
+NGRAM_OPTIONS = (("prompt_lookup_max", 3), ("prompt_lookup_min", 1))
+TESTBED = (  # (model, N, draft, gamma), grouped by engine
     ("tb-small", 1, None, 0), ("tb-small", 4, None, 0), ("tb-small", 16, None, 0),
     ("tb-small", 8, D, 2),
     ("tb-medium", 1, None, 0), ("tb-medium", 8, None, 0),
@@ -54,6 +60,12 @@ CONFIGURATIONS = (  # (model, N, draft, gamma), grouped by engine
     ("tb-small", 12, None, 0), ("tb-medium", 4, None, 0), ("tb-medium", 8, D, 4),
     ("tb-large", 2, None, 0), ("tb-large", 6, D, 3),
 )
+S = "SmolLM2-135M-Instruct"
+SMOLLM2 = (
+    (S, 1, None, 0), (S, 4, None, 0), (S, 8, None, 0), (S, 12, None, 0), (S, 16, None, 0),
+    (S, 1, NGRAM, 3), (S, 4, NGRAM, 1), (S, 8, NGRAM, 2), (S, 16, NGRAM, 1),
+)
+CONFIGURATIONS = {"testbed": TESTBED, "smollm2": SMOLLM2}  # by the spec's study name
 
 
 def main() -> None:
@@ -62,12 +74,16 @@ def main() -> None:
     if args.decode_clock == "client":
         workspace = with_client_clock(workspace)
     temperature = workspace.space.models[0].temperatures[0]
-    configs = [Configuration(m, n, Speculation("draft_model", g, d) if d else None, temperature)
-               for m, n, d, g in CONFIGURATIONS]
-    # each configuration on its own slice of the split, so that the accuracy checks are
-    # independent (one easy or hard slice would otherwise move them all together)
-    measured = measure_all(workspace, configs, args.questions,
-                           seeds={config: index for index, config in enumerate(configs)})
+    study = workspace.spec.name
+    configs = [Configuration(m, n, speculation(d, g), temperature)
+               for m, n, d, g in CONFIGURATIONS[study]]
+    # each configuration on its own slice of the split where the split has enough, so
+    # that the accuracy checks are independent (one easy or hard slice would otherwise
+    # move them all together); else all on the first slice
+    disjoint = has_questions(workspace, args.questions * len(configs))
+    seeds = {config: index if disjoint else 0 for index, config in enumerate(configs)}
+    measured = measure_all(workspace, configs, args.questions, seeds=seeds,
+                           max_model_len=args.max_model_len)
     rows = [row_of(config, measured[config],
                    asdict(predict(workspace.simulator, config, questions=args.questions)))
             for config in configs]
@@ -75,14 +91,34 @@ def main() -> None:
         "command": " ".join(["python", *sys.argv]),
         "finished_at": datetime.now(UTC).isoformat(),
         "machine": machine_description(), "decode_clock": args.decode_clock,
-        "questions": args.questions, "split": "validation",
+        "questions": args.questions, "split": "validation", "study": study,
+        "disjoint_slices": disjoint,
         "summary": summarize(rows), "configurations": rows,
     }
     stem = "fidelity" if args.decode_clock == "engine" else "fidelity_client_clock"
+    stem += "" if study == "testbed" else f"_{study}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))
+
+
+def has_questions(workspace: Workspace, count: int) -> bool:
+    """Whether the validation split holds `count` questions."""
+    try:
+        workspace.task().load_questions("validation", count)
+    except UserInputError:
+        return False
+    return True
+
+
+def speculation(source: str | None, gamma: int) -> Speculation | None:
+    """A configuration's speculation: none, n-gram lookup or a draft model by name."""
+    if source is None:
+        return None
+    if source == NGRAM:
+        return Speculation(NGRAM, gamma, options=NGRAM_OPTIONS)
+    return Speculation("draft_model", gamma, source)
 
 
 def with_client_clock(workspace: Workspace) -> Workspace:
@@ -145,7 +181,7 @@ def summarize(rows: list[dict]) -> dict:
 def markdown(result: dict) -> str:
     machine, summary = result["machine"], result["summary"]
     lines = [
-        "# Simulator fidelity on the testbed", "",
+        f"# Simulator fidelity: {result.get('study', 'testbed')}", "",
         f"`{result['command']}` — {result['finished_at']}", "",
         f"- machine: {machine['cpu_model']}, {machine['cpu_cores']} cores, "
         f"{machine['memory_gib']} GiB; {machine['engine']}; Python {machine['python']}",
@@ -153,7 +189,9 @@ def markdown(result: dict) -> str:
         f"{', '.join(f'{x:.2f}' for x in machine['load_average'])})",
         f"- {result['questions']} {result['split']} questions per configuration, one "
         "request at a time; predictions from the shipped profile (heldout split), decode "
-        f"costs on the {result['decode_clock']} clock", "",
+        f"costs on the {result['decode_clock']} clock; "
+        + ("each configuration on its own slice of the split" if result.get(
+            "disjoint_slices", True) else "every configuration on the same questions"), "",
         "| configuration | p50 pred | p50 meas | err | p90 pred | p90 meas | err "
         "| accuracy pred (95% CI of the mean) | 95% prediction on these questions | measured "
         "| inside |",
@@ -191,6 +229,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=100)
     parser.add_argument("--spec", default=None)
+    parser.add_argument("--max-model-len", type=int, default=None,
+                        help="the engine's context length (SmolLM2: 256, as profiled; "
+                             "default: the model's own)")
     parser.add_argument("--decode-clock", choices=("engine", "client"), default="engine",
                         help="engine: the shipped profile; client: decode/prefill costs "
                              "re-measured by client_clock_profile.py")

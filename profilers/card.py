@@ -13,13 +13,16 @@ from storage import ProfileSet
 MAJORITY_OF = 8
 
 
-def step_ms(profile: ProfileSet, model: str, batch_size: int, context_tokens: int) -> float:
-    """Measured ms per plain decode step of `model` at one point (nan when not measured)."""
+def step_ms(profile: ProfileSet, model: str, batch_size: int, context_tokens: int,
+            source: str | None = None, gamma: int = 0) -> float:
+    """Measured ms per decode step of `model` at one point, plain or with the speculation
+    of `source` (`Speculation.source`) at `gamma` (nan when not measured)."""
     medians = [
         point.seconds_median for point in profile.cost_points
-        if point.model == model and point.speculation is None and point.phase == "decode"
+        if point.model == model and point.phase == "decode" and point.status == "ok"
         and point.batch_size == batch_size and point.context_tokens == context_tokens
-        and point.status == "ok"
+        and (point.speculation.source if point.speculation else None) == source
+        and (source is None or point.gamma == gamma)
     ]
     return 1e3 * medians[0] if medians else float("nan")
 
@@ -89,5 +92,32 @@ def render_profile_card(profile: ProfileSet, title: str, regenerate: str) -> str
             f"| {step_ms(profile, model, largest, context):.2f} (B={largest}) | {context} |")
     if profile.acceptance:
         lines += ["", "## Acceptance per position", "", ACCEPTANCE_NOTE, "",
-                  *acceptance_lines(profile)]
+                  *acceptance_lines(profile), "", "## Speculation against plain decoding", "",
+                  SPEEDUP_NOTE, "", *speedup_lines(profile)]
     return "\n".join(lines) + "\n"
+
+
+SPEEDUP_NOTE = ("ms per generated token at the middle measured context: a step's median "
+                "cost divided by the tokens it yields (1 for plain decoding, the mean tokens "
+                "per step of the acceptance table with speculation); below 1.00x the "
+                "speculation is slower than plain decoding at that batch.")
+
+
+def speedup_lines(profile: ProfileSet) -> list[str]:
+    """Per (target, speculation, gamma): ms per token at the smallest and largest measured
+    batch, against plain decoding at the same point."""
+    lines = ["| target | speculation | gamma | B | plain ms/token | speculative ms/token "
+             "| speed-up |", "|---|---|---:|---:|---:|---:|---:|"]
+    for target, source, gamma, _, mean_length in acceptance_rows(profile):
+        batches, contexts = _decode_points(profile, target)
+        if not contexts:
+            continue
+        context = contexts[len(contexts) // 2]
+        for batch in sorted({batches[0], batches[-1]}):
+            plain = step_ms(profile, target, batch, context)
+            step = step_ms(profile, target, batch, context, source, gamma)
+            per_token = step / mean_length
+            lines.append(f"| {target} | {source} | {gamma} | {batch} | {plain:.2f} "
+                         f"| {per_token:.2f} | {plain / per_token:.2f}x |")
+    return lines
+

@@ -1,6 +1,7 @@
 """Help and README examples speak the testbed's units (issue 19): every option of every
-command has help text, and every deadline an example shows lies in the embedded study's
-feasible range, unless the same line says why not (a real model on a GPU)."""
+command has help text, and every deadline an example shows lies in its study's feasible
+range (the embedded testbed's, or SmolLM2's on a line that names smollm2), unless the same
+line says why not (a real model on a GPU)."""
 
 from __future__ import annotations
 
@@ -39,16 +40,25 @@ def test_every_option_has_help(name, command):
     assert not bare, f"{name}: options without help: {', '.join(bare)}"
 
 
-@pytest.fixture(scope="module")
-def feasible_range_s(tmp_path_factory) -> tuple[float, float]:
-    """(the fastest bound, twice the bound where accuracy stops rising) of the testbed."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('examples') / 'latts.db'}"
-    with Database(url) as db:
-        workspace = open_workspace(db, load_spec(None), MachineChoice("any"))
+SMOLLM2_SPEC = ROOT / "studies" / "smollm2" / "smollm2.yaml"
+
+
+def feasible_range_of(spec_path: Path | None, folder: Path) -> tuple[float, float]:
+    """(the fastest bound, twice the bound where accuracy stops rising) of a study."""
+    with Database(f"sqlite:///{folder / 'latts.db'}") as db:
+        workspace = open_workspace(db, load_spec(spec_path), MachineChoice("any"))
     scored = [workspace.simulator.score(c, LatencyObjective())
               for c in workspace.space.configurations()]
     fastest_s, saturated_s = ranking.feasible_range_s(scored)
     return fastest_s, 2 * saturated_s
+
+
+@pytest.fixture(scope="module")
+def feasible_range_s(tmp_path_factory) -> dict[str, tuple[float, float]]:
+    """The feasible range of the embedded testbed study and of the SmolLM2 study (lines
+    that name smollm2 are its examples)."""
+    return {"testbed": feasible_range_of(None, tmp_path_factory.mktemp("testbed")),
+            "smollm2": feasible_range_of(SMOLLM2_SPEC, tmp_path_factory.mktemp("smollm2"))}
 
 
 def example_lines() -> list[str]:
@@ -60,17 +70,18 @@ def example_lines() -> list[str]:
     return lines + [line for line in readme if "latts-tune" in line]
 
 
-def test_example_deadlines_are_in_the_testbeds_feasible_range(feasible_range_s):
-    low_s, high_s = feasible_range_s
+def test_example_deadlines_are_in_their_studys_feasible_range(feasible_range_s):
     checked = 0
     for line in example_lines():
         if any(reason in line.lower() for reason in EXPLAINED):
             continue
         if "deadline" not in line.lower():
             continue  # other durations (a calibration budget) are not deadlines
+        study = "smollm2" if "smollm2" in line.lower() else "testbed"
+        low_s, high_s = feasible_range_s[study]
         for text in DURATION.findall(line):
             checked += 1
             assert low_s <= parse_duration(text) <= high_s, (
-                f"{text} in {line.strip()!r} is outside the testbed's feasible range "
+                f"{text} in {line.strip()!r} is outside the {study} study's feasible range "
                 f"{low_s * 1000:.0f}-{high_s * 1000:.0f} ms")
     assert checked >= 8

@@ -40,6 +40,8 @@ LATTS_TUNE = Path(sys.executable).with_name("latts-tune")
 STEP_TIMEOUT_S = 600
 MODEL = "tb-small"
 MODELS = ROOT / "studies" / "testbed" / "models"  # the README's M and D are directories
+SMOLLM2_SPEC = "studies/smollm2/smollm2.yaml"
+SMOLLM2_DEADLINE = "2s"  # inside the shipped SmolLM2 profile's feasible range (its CARD.md)
 
 
 @dataclass
@@ -283,6 +285,22 @@ def test_profiles_list_show_export_import(walk):
     carded = walk.run(follows("latts-tune profiles card -o CARD.md")).stdout
     card = (walk.folder / "CARD.md").read_text()
     assert carded.startswith("wrote CARD.md") and f"| {MODEL} | arithmetic |" in card
+
+
+def test_smollm2_study_runs_on_its_shipped_profile_and_exports_a_preset(walk):
+    """The README's real-model study, in a folder (so a database) of its own: `run` imports
+    studies/smollm2/profile.json.gz, picks within the deadline and names the export."""
+    own = Walk(walk.folder / "smollm2", {SMOLLM2_SPEC: str(ROOT / SMOLLM2_SPEC)})
+    own.folder.mkdir()
+    done = own.run(follows(f"latts-tune run --spec {SMOLLM2_SPEC} --deadline {SMOLLM2_DEADLINE}"))
+    assert "SmolLM2-135M-Instruct" in done.stdout and "bound" in done.stdout
+    study = f"smollm2-{SMOLLM2_DEADLINE}-q0.9"
+    assert f"Export: latts-tune export --study {study} --format vllm -o presets/" in done.stdout
+    exported = own.run(follows(f"latts-tune export --study {study} --format vllm -o presets/"))
+    name = re.search(r"Preset (\S+) \(stored in the database\)", exported.stdout).group(1)
+    request = json.loads((own.folder / "presets" / f"{name}.request.json").read_text())
+    client = request["request"]
+    assert client["stop"] == ["\n", "<|im_end|>"] and client["n"] >= 1
 
 
 def test_quick_start_calibrate_then_run_says_corrected(walk):

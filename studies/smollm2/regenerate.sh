@@ -12,7 +12,7 @@ tune() { .venv/bin/latts-tune --storage "sqlite:///$scratch/smollm2.db" "$@"; }
 model='{cache}/models/SmolLM2-135M-Instruct'
 task=task:studies/smollm2/task.yaml
 .venv/bin/latts-tune models smollm2 >/dev/null  # converted once into the cache
-tune profile accuracy --model "$model" --task "$task" --questions 223 --samples 16 \
+tune profile accuracy --model "$model" --task "$task" --questions 245 --samples 16 \
   --temperature 0.7 --max-tokens 16 --max-model-len 256
 tune profile decode --model "$model" --method ngram --option prompt_lookup_min=1 \
   --option prompt_lookup_max=3 --gamma 1,2,3 --batch-sizes 1,2,4,8,16 \

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,11 @@ def test_the_committed_questions_are_what_the_script_writes():
     rows = [json.loads(line) for line in (STUDY / "questions.jsonl").read_text().splitlines()]
     assert rows == _script().questions()
     assert len({row["id"] for row in rows}) == len(rows) == 400
-    assert all(str(eval(row["question"][8:-1])) == row["answer"] for row in rows)  # noqa: S307
+    for row in rows:  # "plus-7-6": "What is 7 plus 6?", 13
+        kind, left, right = row["id"].split("-")
+        assert row["kind"] == kind and row["answer"] == str(int(left) + int(right))
+        assert re.search(rf"\b{left}\b.*\b{right}\?$", row["question"]), row
+    assert {row["kind"] for row in rows} == {"add", "plus", "sum", "much"}
 
 
 def test_the_splits_hold_enough_questions_for_profiling_and_validation(task):

@@ -213,6 +213,10 @@ def test_import_missing_file_is_a_usage_error(tmp_path):
 
 
 def test_card_reads_every_figure_from_the_profile(filled_url, tmp_path):
+    _fill(filled_url, ProfileRecords(cost_points=(CostPoint(
+        hardware_fingerprint=FINGERPRINT, engine_version=ENGINE, model="tb-small",
+        draft="tb-draft", gamma=2, phase="decode", batch_size=1, context_tokens=64,
+        seconds_samples=(0.023,)),)))
     out = tmp_path / "CARD.md"
     result = run(["--storage", filled_url, "profiles", "card", "-o", str(out), "--title",
                   "Small", "--regenerate", "bash make.sh", "--hardware", "3f2a"])
@@ -225,3 +229,5 @@ def test_card_reads_every_figure_from_the_profile(filled_url, tmp_path):
             "| 64 |") in card
     # 80 and 50 of 100 target steps: the first draft in 0.8 of them, both in 0.5
     assert "| tb-small | tb-draft | 2 | 0.800, 0.500 | 2.30 |" in card
+    # 23 ms a step of 2.30 tokens against 11 ms a plain token
+    assert "| tb-small | tb-draft | 2 | 1 | 11.00 | 10.00 | 1.10x |" in card

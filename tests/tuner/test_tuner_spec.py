@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from tuner_synthetic import HARDWARE, family_profile
@@ -12,6 +13,8 @@ from storage.errors import UserInputError
 from tests.profilers.test_task_definition import write_task
 from tuner.core.operations import open_workspace
 from tuner.core.spec import DEFAULT_SPEC_PATH, load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_embedded_testbed_spec_loads_with_profile_path_resolved():
@@ -96,3 +99,17 @@ def test_the_workspace_stores_the_definition_and_refuses_a_changed_one(tmp_path)
         write_task(tmp_path / "sums", stop=["\n"])
         with pytest.raises(UserInputError, match="defines task 'sums' differently"):
             open_workspace(db, load_spec(tmp_path / "x.yaml"))
+
+
+def test_two_shipped_profiles_of_one_machine_share_a_database(tmp_path):
+    """The testbed's and SmolLM2's shipped profiles were measured on one machine (the same
+    fingerprint and engine): opening the second study imports its file all the same."""
+    smollm2 = load_spec(ROOT / "studies" / "smollm2" / "smollm2.yaml")
+    with Database(f"sqlite:///{tmp_path / 'p.db'}") as db:
+        testbed = open_workspace(db, load_spec(None))
+        assert "SmolLM2-135M-Instruct" not in {m.name for m in testbed.profile.models}
+        workspace = open_workspace(db, smollm2)
+        assert {m.model for m in workspace.space.models} == {"SmolLM2-135M-Instruct"}
+        assert {s.task for s in workspace.profile.accuracy} >= {"arithmetic", "smollm2-addition"}
+        again = open_workspace(db, load_spec(None))  # and the testbed's study still opens
+        assert {m.model for m in again.space.models} == {"tb-small", "tb-medium", "tb-large"}

@@ -120,7 +120,8 @@ def _reference_profile(store: ProfileStore, spec: StudySpec,
             return own
         spec_profile = max(others, key=lambda profile: len(profile.cost_points))
     if spec_profile.hardware.fingerprint == own.hardware.fingerprint:
-        return own
+        # read again: load_profile may just have imported the spec's file into it
+        return own_profile(store, target) or own
     return own if covers_costs(own, spec_profile) else spec_profile
 
 
@@ -137,7 +138,10 @@ def load_profile(store: ProfileStore, spec: StudySpec) -> ProfileSet:
                              "missing; profile first or fix `profiles:` in the spec")
     records = read_profile_file(spec.profiles)
     fingerprint, engine = _pair_of(records, spec.profiles)
-    if (fingerprint, engine) not in pairs:
+    # another study's profile taken on the same machine shares the pair: import unless
+    # the stored set already covers this spec (writing is an idempotent upsert)
+    if ((fingerprint, engine) not in pairs
+            or not _covers(store.load_profile_set(fingerprint, engine), spec)):
         counts = store.write(records)  # the file is parsed once
         logger.info("imported %s: %s", spec.profiles, counts)
     return store.load_profile_set(fingerprint, engine)
