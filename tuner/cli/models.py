@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from profilers.gguf import DTYPES
 from tuner.cli.progress import RichProgress
 
 
@@ -18,7 +19,7 @@ def models() -> None:
 @models.command("convert-gguf")
 @click.argument("gguf_file", type=click.Path(dir_okay=False))
 @click.argument("output_dir", type=click.Path(file_okay=False))
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]),
+@click.option("--dtype", type=click.Choice(DTYPES),
               default="float32", show_default=True,
               help="Weights' type in the directory (float32 keeps the dequantized values).")
 def convert_gguf_command(gguf_file: str, output_dir: str, dtype: str) -> None:
@@ -28,7 +29,7 @@ def convert_gguf_command(gguf_file: str, output_dir: str, dtype: str) -> None:
 
     Example: latts-tune models convert-gguf model.Q4_1.gguf converted/
     """
-    from profilers.gguf import convert_gguf
+    from profilers.gguf import convert_gguf  # transformers and torch load only here
 
     with RichProgress() as progress:
         written = convert_gguf(gguf_file, output_dir, progress=progress, dtype=dtype)
