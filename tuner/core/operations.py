@@ -107,21 +107,25 @@ def open_workspace(db: Database, spec: StudySpec,
 def _reference_profile(store: ProfileStore, spec: StudySpec,
                        target: HardwareRecord | None) -> ProfileSet:
     """The target's own profile when it covers the spec's (`covers_costs`), else the
-    spec's; `cost_source` then corrects the spec's costs for the target."""
-    own = own_profile(store, target)
-    if own is None:
-        return load_profile(store, spec)
+    spec's; `cost_source` then corrects the spec's costs for the target. The spec's is
+    loaded first: it may import the spec's file into the target's own profile."""
     try:
         spec_profile = load_profile(store, spec)
     except UserInputError:  # several machines and none named: the most measured other one
+        own = own_profile(store, target)
+        if own is None:
+            raise
         others = [store.load_profile_set(*pair) for pair in store.cost_pairs()
                   if pair[0] != own.hardware.fingerprint]
         if not others:
             return own
         spec_profile = max(others, key=lambda profile: len(profile.cost_points))
+    else:
+        own = own_profile(store, target)
+        if own is None:
+            return spec_profile
     if spec_profile.hardware.fingerprint == own.hardware.fingerprint:
-        # read again: load_profile may just have imported the spec's file into it
-        return own_profile(store, target) or own
+        return own
     return own if covers_costs(own, spec_profile) else spec_profile
 
 
